@@ -1,0 +1,44 @@
+# eprobust: `make reproduce` runs the paper pipeline (cpu preset), `make test` runs the tests.
+# Both create .venv on first use. Override e.g. `make reproduce PRESET=paper DATA=/data/cifar10`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# CPU/CUDA wheels that install from this project's machines; GPU users override, e.g.
+#   make install TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cu124"
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+PRESET ?= cpu
+DATA   ?= $(or $(EPROBUST_DATA),$(wildcard ../shared/data/cifar10),data/cifar10)
+export EPROBUST_DATA := $(abspath $(DATA))
+
+.PHONY: install reproduce test test-fast lab clean-nbs
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev]"
+	# torchattacks pins requests~=2.25.1, which no resolver can satisfy beside papermill: install it alone
+	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
+	touch $@
+
+install: $(BIN)/.installed
+
+# the paper pipeline: every stage notebook in order with papermill -> results/, figures/<preset>/, runs/<preset>/
+reproduce: install
+	$(BIN)/eprobust reproduce --preset $(PRESET)
+
+# notebook tests (nbdev-test, slow cells included), then pytest; outputs go to .test_out/, not the project
+test: install
+	EPROBUST_OUT=$(CURDIR)/.test_out $(BIN)/nbdev-test --n-workers 1 --flags slow
+	EPROBUST_OUT=$(CURDIR)/.test_out $(BIN)/pytest -q tests
+
+# the quick tier only: notebook cells without `#| slow`, pytest without the slow marker
+test-fast: install
+	EPROBUST_OUT=$(CURDIR)/.test_out $(BIN)/nbdev-test --n-workers 1
+	EPROBUST_OUT=$(CURDIR)/.test_out $(BIN)/pytest -q tests -m "not slow"
+
+lab: install
+	$(BIN)/pip install -q jupyterlab && $(BIN)/jupyter lab nbs/
+
+# the gates CI checks: notebooks clean and the library in sync with them
+clean-nbs: install
+	$(BIN)/nbdev-clean && $(BIN)/nbdev-export

@@ -1,0 +1,9 @@
+"""A reproducible, notebook-first companion to 'How Robust Are Energy-Based Models Trained With Equilibrium Propagation?' (Mansingh et al. 2024)
+
+Modules:
+
+- `eprobust.data`: CIFAR-10 and CIFAR-100 from the official python files or a PNG tree, cached as arrays; the paper's normalization and augmentation; deterministic subsets and batches.
+- `eprobust.plots`: Plots are functions of result tables: `plot_*(df) -> Figure`. The figures stage reads the tables of a preset and writes every figure and table into `figures/<preset>/`.
+- `eprobust.train`: The BP-CNN baseline, one training loop for every model (checkpoint each epoch, resume, progress bar, metrics rows), and the training stage of the pipeline."""
+
+__version__ = "0.0.1"

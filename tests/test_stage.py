@@ -1,0 +1,26 @@
+"The training stage as users run it: `papermill nbs/03_train.ipynb out.ipynb -p preset tiny`, twice."
+import subprocess, sys, time
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+@pytest.mark.slow
+def test_papermill_train_stage_caches(tmp_path, data_root, shared_cache):
+    out = tmp_path / 'out'
+    def run():
+        t0 = time.time()
+        subprocess.run([str(ROOT / '.venv/bin/papermill') if (ROOT / '.venv/bin/papermill').exists() else 'papermill',
+                        str(ROOT / 'nbs/03_train.ipynb'), str(tmp_path / 'out.ipynb'), '-p', 'preset', 'tiny',
+                        '-p', 'out_dir', str(out), '-p', 'cache_dir', str(out / 'cache'), '-p', 'data_root', str(data_root),
+                        '--cwd', str(ROOT / 'nbs'), '-k', 'python3', '--no-progress-bar'], check=True)
+        return time.time() - t0
+    first = run()
+    clean = pd.read_csv(out / 'results' / 'clean_accuracy.csv')
+    assert list(clean.model) == ['bp_cnn'] and list(clean.cached) == [False]
+    assert 0 <= clean.clean_acc[0] <= 1 and clean.n_test[0] == 256
+    metrics = pd.read_csv(out / 'results' / 'train_metrics.csv'); assert list(metrics.epoch) == [1, 2, 3]
+    second = run()
+    clean2 = pd.read_csv(out / 'results' / 'clean_accuracy.csv')
+    assert len(clean2) == 1 and list(clean2.cached) == [True]            # the checkpoint was reused, the row replaced
+    assert clean2.clean_acc[0] == clean.clean_acc[0]
+    print(f'\ntrain stage (tiny): first run {first:.1f}s, cached rerun {second:.1f}s')
