@@ -40,3 +40,20 @@ def test_checkpoint_of_another_config(tmp_path):
     dest.write_bytes(r.path.read_bytes())     # a file misplaced under another config's name
     with pytest.raises(CheckpointError, match=f'belongs to another config .*expected {model_key(other, 0)}'):
         train_model(other, 0, train, test, tmp_path, progress=False)
+
+def test_diverging_ep_run_names_epoch_and_batch_and_keeps_checkpoint(tmp_path):
+    "A NaN weight (as a diverging run produces) stops training at the next batch; the last good checkpoint survives."
+    from eprobust.core import EPConfig, load_checkpoint
+    cfg = replace(get_preset('tiny').train['ep_cnn'], epochs=3, n_train=None, batch_size=32)
+    train, test = small_data()
+    def poison(epoch, row):
+        if epoch == 1: raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): train_model(cfg, 0, train, test, tmp_path, progress=False, callbacks=[poison])
+    path = checkpoint_path(tmp_path, cfg, 0); good = load_checkpoint(path)
+    # corrupt the saved weights as a blow-up would, then resume: the first batch of epoch 2 must stop the run
+    good['model']['convs.0.weight'][0, 0, 0, 0] = float('nan')
+    save_checkpoint(path, good)
+    from eprobust.train import TrainingDiverged
+    with pytest.raises(TrainingDiverged, match=r'at epoch 2, batch 1; the last good checkpoint .* epoch 1\) is kept'):
+        train_model(cfg, 0, train, test, tmp_path, progress=False)
+    assert load_checkpoint(path)['epoch'] == 1
