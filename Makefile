@@ -18,6 +18,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	# torchattacks pins requests~=2.25.1, which no resolver can satisfy beside papermill: install it alone
 	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
+	# the frost textures of CIFAR-10-C (image files only; its scikit-image/numba deps are not needed)
+	$(BIN)/pip install -q --no-deps imagecorruptions-imaug==1.1.5
 	touch $@
 
 install: $(BIN)/.installed

@@ -57,3 +57,16 @@ def test_diverging_ep_run_names_epoch_and_batch_and_keeps_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match=r'at epoch 2, batch 1; the last good checkpoint .* epoch 1\) is kept'):
         train_model(cfg, 0, train, test, tmp_path, progress=False)
     assert load_checkpoint(path)['epoch'] == 1
+
+@pytest.mark.parametrize('kw, msg', [(dict(eps=-0.5), 'ε must be a finite number ≥ 0, got -0.5'),
+                                     (dict(eps='8/0'), 'fractions like 8/255'),
+                                     (dict(attack='fgsm'), 'valid attacks: pgd, cw, square, autoattack'),
+                                     (dict(norm='L1'), 'valid norms: L2, Linf'),
+                                     (dict(grad='bptt'), 'valid: unrolled, full, implicit'),
+                                     (dict(mode='strict'), 'valid modes: paper, standard'),
+                                     (dict(n_examples=0), 'n_examples must be ≥ 1'),
+                                     (dict(attack='cw', norm='Linf'), 'C&W is an L2 attack')])
+def test_attack_stage_bad_input(tmp_path, kw, msg):
+    "The attack stage rejects bad settings before it loads data or models."
+    from eprobust.attacks import attack_stage
+    with pytest.raises(ValueError, match=msg): attack_stage('tiny', data_root=tmp_path / 'none', out_dir=tmp_path, progress=False, **kw)

@@ -1,0 +1,78 @@
+"""Cost of one PGD step on the EP-CNN per attack gradient (issue 5). Prints figures measured in one run on this
+machine and writes them to benchmarks/results/bench_attacks.json.
+
+  .venv/bin/python benchmarks/bench_attacks.py            # paper architecture at batch 8, cpu architecture at batch 128
+  .venv/bin/python benchmarks/bench_attacks.py --quick    # smaller batches
+
+For each architecture (`paper`: 128-256-512-512, T1 250, synchronous; `cpu`: 16-32-64-128, T1 8, even/odd) and each
+attack gradient (`unrolled` at T_attack 70 (at most T1), `full` (all T1 steps), `implicit` (adjoint fixed point)),
+one L2 PGD step (forward with the attack gradient, backward to the input) runs in a fresh subprocess, which reports:
+- seconds per PGD step (one step, timed after the step that measures memory);
+- peak memory: the process's peak resident set size (ru_maxrss) during the step minus its resident size before (glibc
+  told to return freed blocks at once), and the storages autograd saved for backward outside checkpointed chunks
+  (`torch.autograd.graph.saved_tensors_hooks`; `full` at T1 > 32 keeps √T1-step chunks and recomputes them, which
+  this count does not see — the RSS does).
+Weights are the default init (the cost does not depend on training); the implicit row also reports the adjoint
+iterations used.
+"""
+import argparse, json, os, resource, subprocess, sys, time
+from pathlib import Path
+
+ARCHS = {'paper': dict(batch=8), 'cpu': dict(batch=128)}
+
+def one(arch: str, grad: str, batch: int, repeats: int) -> dict:
+    "Runs in the subprocess: build the model, time `repeats` PGD steps, measure memory of the first."
+    import torch, torch.nn.functional as F
+    from eprobust.core import get_preset
+    from eprobust.train import build_model
+    from eprobust.attacks import EPClassifier
+    torch.manual_seed(0)
+    cfg = get_preset(arch).train['ep_cnn']; model = build_model(cfg).eval().requires_grad_(False)
+    T_attack = min(70, model.T_free)
+    clf = EPClassifier(model, grad, T_attack)
+    x = torch.rand(batch, 3, 32, 32); y = torch.randint(0, 10, (batch,))
+    def step():
+        xx = x.clone().requires_grad_()
+        g, = torch.autograd.grad(F.cross_entropy(clf(xx), y), xx)
+        return g
+    saved = {}                     # storages autograd keeps for backward, counted once each (views share one)
+    def pack(t): saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes(); return t
+    import os
+    rss0 = int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') // 1024   # current RSS, KiB
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0       # KiB on Linux
+    t0 = time.perf_counter()
+    for _ in range(repeats): step()
+    sec = (time.perf_counter() - t0) / repeats
+    return dict(arch=arch, grad=grad, T1=model.T_free, T_attack=T_attack if grad == 'unrolled' else (model.T_free if grad == 'full' else None),
+                batch=batch, seconds_per_step=sec, peak_rss_mib=peak / 1024, saved_for_backward_mib=sum(saved.values()) / 2 ** 20,
+                threads=torch.get_num_threads(), **clf.stats)
+
+def main():
+    ap = argparse.ArgumentParser(); ap.add_argument('--quick', action='store_true'); ap.add_argument('--child', nargs=4)
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(one(a.child[0], a.child[1], int(a.child[2]), int(a.child[3])))); return
+    rows = []
+    for arch, o in ARCHS.items():
+        batch = max(2, o['batch'] // 4) if a.quick else o['batch']
+        for grad in ('unrolled', 'full', 'implicit'):
+            # a fixed mmap threshold makes glibc return every freed large block to the OS at once, so the peak RSS follows
+            # the tensors alive (its default dynamic threshold keeps freed blocks in the heap and the RSS only grows)
+            env = {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '131072'}
+            out = subprocess.run([sys.executable, __file__, '--child', arch, grad, str(batch), '1'],
+                                 capture_output=True, text=True, check=True, env=env)
+            r = json.loads(out.stdout.strip().splitlines()[-1]); rows.append(r)
+            extra = f", adjoint {r['adjoint_iters']} iterations (residual {r['adjoint_residual']:.1e})" if 'adjoint_iters' in r else ''
+            T = f" T_attack {r['T_attack']}" if r['T_attack'] else ''
+            print(f"{arch:5s} (T1 {r['T1']}) {grad:8s}{T}: {r['seconds_per_step']:.2f} s per PGD step at batch {batch}; "
+                  f"peak RSS +{r['peak_rss_mib']:.0f} MiB, saved for backward {r['saved_for_backward_mib']:.0f} MiB{extra}", flush=True)
+        by = {r['grad']: r for r in rows if r['arch'] == arch}
+        print(f"{arch}: unrolled / implicit memory: peak RSS {by['unrolled']['peak_rss_mib'] / max(by['implicit']['peak_rss_mib'], 1e-9):.1f}×, "
+              f"saved tensors {by['unrolled']['saved_for_backward_mib'] / max(by['implicit']['saved_for_backward_mib'], 1e-9):.1f}×")
+    dest = Path(__file__).parent / 'results' / 'bench_attacks.json'; dest.parent.mkdir(exist_ok=True)
+    dest.write_text(json.dumps(dict(rows=rows, quick=a.quick, date=time.strftime('%Y-%m-%d %H:%M')), indent=1) + '\n')
+    print(f'wrote {dest}')
+
+if __name__ == '__main__':
+    main()
