@@ -85,6 +85,7 @@ class TrainConfig:
     optimizer: str | None = None     # 'sgd' (None) or 'adam'
     label_smoothing: float | None = None
     autoaugment: bool | None = None  # torchvision's AutoAugment, CIFAR-10 policy, before flip and crop
+    pad_mode: str | None = None      # RandomCrop padding: None = 'edge' (the paper's CIFAR-10), 'reflect' (its CIFAR-100)
 
     def __post_init__(self):
         object.__setattr__(self, 'channels', tuple(self.channels))
@@ -95,6 +96,7 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1: raise ValueError(f"epochs and batch_size must be ≥ 1, got {self.epochs}, {self.batch_size}")
         if self.lr <= 0: raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.schedule not in ('step', 'cosine'): raise ValueError(f"unknown schedule {self.schedule!r}: use 'step' or 'cosine'")
+        if self.pad_mode not in (None, 'edge', 'reflect'): raise ValueError(f"unknown pad_mode {self.pad_mode!r}: use 'edge' or 'reflect'")
 
 # %% ../nbs/00_core.ipynb #c49a352f
 @dataclass(frozen=True)

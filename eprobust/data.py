@@ -139,12 +139,12 @@ def write_official(root: Path | str, dataset: str, x_train, y_train, x_test, y_t
     dump(info.test_files[0], x_test, y_test)
 
 # %% ../nbs/01_data.ipynb #bf0c0119
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    "Random flip and edge-padded random crop, per image, for a float NCHW batch."
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, pad_mode: str = 'edge') -> torch.Tensor:
+    "Random flip and random crop of the `pad_mode`-padded image ('edge' or 'reflect'), per image, for a float NCHW batch."
     N, C, H, W = x.shape
     flip = torch.rand(N, generator=gen) < 0.5
     x = torch.where(flip.view(N, 1, 1, 1), x.flip(3), x)
-    xp = F.pad(x, (pad,) * 4, mode='replicate')
+    xp = F.pad(x, (pad,) * 4, mode='replicate' if pad_mode == 'edge' else pad_mode)
     dy, dx = (torch.randint(0, 2 * pad + 1, (2, N), generator=gen))
     rows = (dy.view(N, 1) + torch.arange(H)).view(N, 1, H, 1).expand(N, C, H, W + 2 * pad)
     xp = xp.gather(2, rows)
@@ -156,11 +156,11 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 def batches(x, y, batch_size: int, shuffle: bool = False, gen: torch.Generator | None = None, aug: bool = False,
-            policy=None):
+            policy=None, pad_mode: str = 'edge'):
     "Yield float [0,1] `(xb, yb)` batches; `shuffle`/`aug` draw from `gen`; `policy` (e.g. AutoAugment) maps each uint8 image."
     idx = torch.randperm(len(x), generator=gen) if shuffle else torch.arange(len(x))
     for i in range(0, len(x), batch_size):
         j = idx[i:i + batch_size]
         xb = x[j] if policy is None else torch.stack([policy(im) for im in x[j]])
         xb = to_float(xb)
-        yield (augment(xb, gen) if aug else xb), y[j]
+        yield (augment(xb, gen, pad_mode=pad_mode) if aug else xb), y[j]
