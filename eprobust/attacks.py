@@ -260,13 +260,13 @@ ATTACK_PLANS = {
              AttackSpec('square', 'Linf', (8 / 255,), n=16, queries=50),
              AttackSpec('autoattack', 'Linf', (8 / 255,), n=8)],
     # cpu (budget: the whole cpu pipeline < 60 min on 2 cores): a coarser ε grid on the first 200 images with the
-    # unrolled (T_attack 4 of T1 8) and full gradients; the implicit gradient at the ε the issue reports on 50 images;
-    # the T_attack sweep (T 8 is `full`) for the obfuscation check; Square (L∞ 0.01) and AutoAttack (L∞ 8/255) on 32
+    # unrolled (T_attack 4 of T1 12) and full gradients; the implicit gradient at the ε the issue reports on 50 images;
+    # the T_attack sweep (T 12 is `full`) for the obfuscation check; Square (L∞ 0.01) and AutoAttack (L∞ 8/255) on 32
     'cpu': [AttackSpec('pgd', 'L2', _L2_CORE, grads=('unrolled', 'full'), T_attack=(4,), n=200),
             AttackSpec('pgd', 'Linf', _LINF_CORE, grads=('unrolled', 'full'), T_attack=(4,), n=200),
             AttackSpec('pgd', 'L2', (0.3085, 1.0), grads=('implicit',), n=50, ep_only=True),
             AttackSpec('pgd', 'Linf', (0.01, 8 / 255), grads=('implicit',), n=50, ep_only=True),
-            AttackSpec('pgd', 'L2', (1.0,), T_attack=(1, 2, 3, 6), n=200, ep_only=True),
+            AttackSpec('pgd', 'L2', (1.0,), T_attack=(1, 2, 4, 8), n=200, ep_only=True),
             AttackSpec('square', 'Linf', (0.01,), n=32),
             AttackSpec('autoattack', 'Linf', (8 / 255,), grads=('unrolled',), T_attack=(4,), n=32)],
     # paper: its grids, all 10,000 images for PGD, the first 200 for Square and AutoAttack

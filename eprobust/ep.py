@@ -17,7 +17,7 @@ from .data import Normalize
 
 # %% auto #0
 __all__ = ['SOLVERS', 'sigma', 'EPCNN', 'Phi', 'input_drive', 'RelaxStats', 'get_solver', 'relax', 'ep_nudged_betas',
-           'ep_gradients', 'accuracy_per_step']
+           'ep_gradients', 'ep_vs_bptt', 'accuracy_per_step']
 
 # %% ../nbs/02_ep.ipynb #73609cb6
 def sigma(v: torch.Tensor) -> torch.Tensor:
@@ -206,6 +206,20 @@ def ep_gradients(model: EPCNN, x: torch.Tensor, y: torch.Tensor, ep: EPConfig, g
     loss = F.cross_entropy(model.logits([s_n[-1].detach()]), y.repeat(k))
     model.readout.weight.grad, model.readout.bias.grad = torch.autograd.grad(loss, list(model.readout.parameters()))
     return s_free, dict(free=st_free, nudged=st_n)
+
+# %% ../nbs/02_ep.ipynb #2fc84309
+def ep_vs_bptt(model: EPCNN, x: torch.Tensor, y: torch.Tensor, ep: EPConfig) -> list[float]:
+    """Cosine, per weight (conv1..convN, readout), between the EP estimate of `ep` and the exact gradient of the
+    prediction's loss: backprop through `ep.T_free` free-phase steps of `ep.solver` from zero. `x` in [0,1].
+    Leaves `.grad` cleared."""
+    def weight_grads():
+        return [c.weight.grad.detach().clone() for c in model.convs] + [model.readout.weight.grad.detach().clone()]
+    model.zero_grad(); xn = model.norm(x)
+    s, _ = relax(model, xn, model.init_state(xn), ep.T_free, solver=ep.solver)
+    F.cross_entropy(model.logits(s), y).backward(); g_bp = weight_grads()
+    model.zero_grad(); ep_gradients(model, x, y, ep); g_ep = weight_grads()
+    model.zero_grad(set_to_none=True)
+    return [F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item() for a, b in zip(g_ep, g_bp)]
 
 # %% ../nbs/02_ep.ipynb #d653b0d4
 @torch.no_grad()

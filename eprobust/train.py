@@ -269,7 +269,7 @@ def train_stage(preset: str = 'tiny', seeds=None, models=None, dataset: str = 'c
     old = {f: read_table(paths.results / f) for f in ('clean_accuracy.csv', 'free_phase_accuracy.csv') if (paths.results / f).exists()}
     def previous(table, ids):   # rows an earlier run computed for this very model (same config hash) on as many test images
         t = old.get(table)
-        return [] if t is None else t[(t[list(ids)] == pd.Series(ids)).all(1) & (t['n_test'] == len(test[1]))].to_dict('records')
+        return [] if t is None else t[(t[list(ids)] == pd.Series(ids)).all(axis=1) & (t['n_test'] == len(test[1]))].to_dict('records')
     for name, cfg, r, ids in trained_models(p, cfgs, seeds, train, test, paths, progress, device):
         metrics += [{**ids, **h} for h in r.history]
         prev = previous('clean_accuracy.csv', ids) if r.cached else []
