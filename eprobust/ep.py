@@ -210,8 +210,8 @@ def ep_gradients(model: EPCNN, x: torch.Tensor, y: torch.Tensor, ep: EPConfig, g
 # %% ../nbs/02_ep.ipynb #2fc84309
 def ep_vs_bptt(model: EPCNN, x: torch.Tensor, y: torch.Tensor, ep: EPConfig) -> list[float]:
     """Cosine, per weight (conv1..convN, readout), between the EP estimate of `ep` and the exact gradient of the
-    prediction's loss: backprop through `ep.T_free` free-phase steps of `ep.solver` from zero. `x` in [0,1].
-    Leaves `.grad` cleared."""
+    prediction's loss: backprop through `ep.T_free` free-phase steps of `ep.solver` from zero (all of them, even when
+    `ep.tol` lets EP stop early). `x` in [0,1]. Leaves `.grad` cleared."""
     def weight_grads():
         return [c.weight.grad.detach().clone() for c in model.convs] + [model.readout.weight.grad.detach().clone()]
     model.zero_grad(); xn = model.norm(x)
