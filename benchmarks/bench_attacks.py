@@ -4,7 +4,7 @@ machine and writes them to benchmarks/results/bench_attacks.json.
   .venv/bin/python benchmarks/bench_attacks.py            # paper architecture at batch 8, cpu architecture at batch 128
   .venv/bin/python benchmarks/bench_attacks.py --quick    # smaller batches
 
-For each architecture (`paper`: 128-256-512-512, T1 250, synchronous; `cpu`: 16-32-64-128, T1 8, even/odd) and each
+For each architecture (`paper`: 128-256-512-512, T1 250, synchronous; `cpu`: 16-32-64-128, T1 12, even/odd) and each
 attack gradient (`unrolled` at T_attack 70 (at most T1), `full` (all T1 steps), `implicit` (adjoint fixed point)),
 one L2 PGD step (forward with the attack gradient, backward to the input) runs in a fresh subprocess, which reports:
 - seconds per PGD step (one step, timed after the step that measures memory);

@@ -16,7 +16,7 @@ and writes them to benchmarks/results/bench_ep.json.
     polishing), steps and seconds to reach residual max|s^{t+1} - s^t| <= 1e-4, and max|s - s_ref|.
 (4) seconds per EP training batch for the `paper` and `cpu` presets.
 """
-import argparse, copy, json, time
+import argparse, copy, json, statistics, time
 from dataclasses import replace
 from pathlib import Path
 import torch
@@ -69,15 +69,26 @@ def main():
     out['matmul_gflops'] = matmul_gflops()
     out['matmul_gflops_bf16'] = matmul_gflops(dtype=torch.bfloat16)
     bf = torch.bfloat16
-    with torch.no_grad():
-        t_explicit = timeit(lambda: relax(m, None, s0, 1, drive=drive), reps)
-        t_explicit_bf16 = timeit(lambda: relax(m, None, s0, 1, drive=drive, dtype=bf), reps)
-    t_autograd = timeit(lambda: autograd_step(m, xn, s0), reps)            # same (channels-last) layout
     m_ref = copy.deepcopy(m); m_ref.convs.to(memory_format=torch.contiguous_format)
     s_ref = [t.contiguous() for t in s0]
-    t_autograd_nchw = timeit(lambda: autograd_step(m_ref, xn, s_ref), reps)  # the reference code's layout
     m_bf = copy.deepcopy(m).to(bf)
-    t_autograd_bf16 = timeit(lambda: autograd_step(m_bf, xn.to(bf), [t.to(bf) for t in s0]), reps)
+    def explicit(dtype=None):
+        with torch.no_grad(): relax(m, None, s0, 1, drive=drive, dtype=dtype)
+    variants = {'explicit': explicit, 'explicit_bf16': lambda: explicit(bf),
+                'autograd': lambda: autograd_step(m, xn, s0),                   # same (channels-last) layout
+                'autograd_nchw': lambda: autograd_step(m_ref, xn, s_ref),       # the reference code's layout
+                'autograd_bf16': lambda: autograd_step(m_bf, xn.to(bf), [t.to(bf) for t in s0])}
+    # the variants take turns, 2 steps each per round, and each figure is the median over rounds: on a shared
+    # machine a slow spell then hits every variant alike instead of one of them (one timing per variant moved the
+    # explicit/autograd ratio by ±20 % between runs)
+    for f in variants.values(): f()                                          # warm-up: oneDNN primitive creation
+    rounds = {k: [] for k in variants}
+    for _ in range(3 if a.quick else 7):
+        for k, f in variants.items(): rounds[k].append(timeit(f, 2, warmup=0))
+    med = {k: statistics.median(v) for k, v in rounds.items()}
+    t_explicit, t_explicit_bf16, t_autograd, t_autograd_nchw, t_autograd_bf16 = (
+        med[k] for k in ('explicit', 'explicit_bf16', 'autograd', 'autograd_nchw', 'autograd_bf16'))
+    out['ms_per_step_rounds'] = {k: [1e3 * t for t in v] for k, v in rounds.items()}
     ag = autograd_step(m, xn, s0)
     with torch.no_grad():   # the two explicit steps and autograd's agree (bf16 to its rounding)
         one = relax(m, None, s0, 1, drive=drive)[0]

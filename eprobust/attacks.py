@@ -19,7 +19,7 @@ import torchattacks
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 from .core import get_preset, get_paths, append_rows, load_table, read_table, derive_seed, seed_everything, save_checkpoint, load_checkpoint
-from .data import load_cifar, to_float, get_dataset_info
+from .data import load_cifar, to_float, get_dataset_info, ContiguousGrad
 from .ep import EPCNN, SOLVERS, relax, input_drive, _sweep, _Net
 from .train import stage_configs, trained_models, parse_seeds, parse_names, predict
 
@@ -67,13 +67,6 @@ class _ImplicitLogits(torch.autograd.Function):
         return gx, None, None, None, None, None, None
 
 # %% ../nbs/04_attacks.ipynb #2cc7b866
-class _ContiguousGrad(torch.autograd.Function):
-    "Identity whose gradient comes back in the default layout: the EP maps are channels-last, torchattacks `.view`s gradients."
-    @staticmethod
-    def forward(ctx, x): return x.view_as(x)
-    @staticmethod
-    def backward(ctx, g): return g.contiguous()
-
 class EPClassifier(nn.Module):
     "An EP-CNN as a torchattacks model: [0,1] images → logits of its full free phase; attack gradients by `grad`."
     def __init__(self, model: EPCNN, grad: str = 'unrolled', T_attack: int = 70, adjoint_iters: int = 100, adjoint_tol: float = 1e-4,
@@ -97,7 +90,7 @@ class EPClassifier(nn.Module):
         return s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model; xn = m.norm(_ContiguousGrad.apply(x))
+        m = self.model; xn = m.norm(ContiguousGrad.apply(x))
         tracked = torch.is_grad_enabled() and x.requires_grad
         if tracked and self.grad == 'full':   # all T1 steps; beyond 32 of them, memory of ~2√T1 steps at one more forward's cost
             return m.logits(self._relax_checkpointed(xn, m.T_free) if m.T_free > 32 else self._relax(xn, m.T_free))

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from .core import config_hash, default_data_root
 
 # %% auto #0
-__all__ = ['DATASETS', 'DatasetInfo', 'get_dataset_info', 'Normalize', 'detect_layout', 'load_cifar', 'write_official', 'augment',
-           'to_float', 'batches']
+__all__ = ['DATASETS', 'DatasetInfo', 'get_dataset_info', 'Normalize', 'ContiguousGrad', 'detect_layout', 'load_cifar',
+           'write_official', 'augment', 'to_float', 'batches']
 
 # %% ../nbs/01_data.ipynb #56cbc60b
 @dataclass(frozen=True)
@@ -57,6 +57,14 @@ class Normalize(nn.Module):
         self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1))
     def forward(self, x): return (x - self.mean) / self.std
+
+class ContiguousGrad(torch.autograd.Function):
+    """Identity whose gradient comes back in the default layout. The CNNs keep channels-last maps (faster convolutions
+    on CPU), so the gradient of their input would come back channels-last; torchattacks `.view`s input gradients."""
+    @staticmethod
+    def forward(ctx, x): return x.view_as(x)
+    @staticmethod
+    def backward(ctx, g): return g.contiguous()
 
 # %% ../nbs/01_data.ipynb #5f67be23
 def detect_layout(root: Path, info: DatasetInfo) -> str:
