@@ -109,7 +109,7 @@ class Preset:
     eval_batch_size: int = 200
 
 _TINY_BP = TrainConfig(channels=(4, 8, 8, 8), epochs=3, batch_size=64, n_train=512, step_size=2)
-# cpu: a 4× narrower BP-CNN trained on all 50,000 images; ~1 min per epoch on 2 cores
+# cpu: a 4× narrower BP-CNN trained on all 50,000 images; ~45 s per epoch on 2 cores
 CPU_CHANNELS = (32, 64, 128, 256)
 _CPU_BP = TrainConfig(channels=CPU_CHANNELS, epochs=6, batch_size=128, lr=0.05, schedule='cosine', T_max=6, eta_min=1e-4)
 
@@ -142,8 +142,8 @@ _TINY_ADV = {'adv_cnn_e0.5': replace(_TINY_BP, model='adv_cnn', epochs=2, adv=Ad
 _TINY_VIT = replace(_PAPER_VIT, epochs=2, T_max=2, batch_size=64, n_train=512,
                     vit=ViTConfig(patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=32))
 
-# cpu: the cpu BP-CNN trained on PGD-3 examples (step 2.5ε/3), 2 epochs (~7 min on 2 cores), ε_train 0.5 only:
-# ε_train 1.0 (5.4 min, 48.4%) did not fit the 60-minute budget of the whole cpu pipeline beside attacks and corruptions;
+# cpu: the cpu BP-CNN trained on PGD-3 examples (step 2.5ε/3), 2 epochs (~4 min on 2 cores), ε_train 0.5 only:
+# ε_train 1.0 (48.4% when it took 5.4 min) would bring the whole cpu pipeline (53 min from nothing) close to 60 minutes;
 # a smaller ViT (patch 8, 6 layers, 6 heads, width 192) for 3 epochs (~8 min)
 _CPU_ADV = {f'adv_cnn_e{e}': replace(_CPU_BP, model='adv_cnn', epochs=2, T_max=2, adv=AdvConfig(eps=e, steps=3)) for e in (0.5,)}
 _CPU_VIT = replace(_PAPER_VIT, epochs=3, T_max=3, vit=ViTConfig(patch_size=8, num_layers=6, num_heads=6, hidden_dim=192, mlp_dim=384))
