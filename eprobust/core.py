@@ -124,8 +124,9 @@ _TINY_EP = replace(_PAPER_EP, channels=(4, 8, 8, 8), epochs=2, batch_size=64, n_
 # 25k-image probes at init 2: the paper's lrs beat 2× and 4× them, β 1.0, and batch 32 or 64; 0.5× them
 # trailed on all 50k (36.4 vs 39.8 % after 2 epochs).
 # Phases T 12/5 for 8 epochs (~2.7 min each on 2 cores, channels-last maps) beat T 8/4 for 10 (~1.9 min each):
-# 54.2 vs 48.5 % on all 10,000 test images. At T 8/4 the free phase is a transient and EP's update was
-# nearly orthogonal to the exact gradient of the prediction's loss in conv1 (`ep_vs_bptt`, 02_ep).
+# 54.2 vs 48.5 % on all 10,000 test images. At T 8/4 the free phase is a transient, and EP's conv1 update
+# agreed less with the exact gradient of the prediction's loss (`ep_vs_bptt`, 02_ep: cosine 0.25 vs 0.54 on
+# average over three 256-image draws, single draws from −0.06 to 0.63).
 # T 20/8 for 5 epochs (20.1 min; 39.0/45.9/49.8/52.8/54.2 % per epoch) tied T 12/5 for 8 at 54.2 %, and its T1 of 20
 # would make the attacks on the EP-CNN up to 1.7× dearer (20 vs 12 steps per forward), so T 12/5 stays.
 # At T 8/4 these did not help either: Adam (one lr, no weight decay) at 1e-3 led after 3 epochs (45.7 vs
