@@ -16,7 +16,7 @@ and writes them to benchmarks/results/bench_ep.json.
     polishing), steps and seconds to reach residual max|s^{t+1} - s^t| <= 1e-4, and max|s - s_ref|.
 (4) seconds per EP training batch for the `paper` and `cpu` presets.
 """
-import argparse, copy, json, statistics, time
+import argparse, copy, json, time
 from dataclasses import replace
 from pathlib import Path
 import torch
@@ -24,12 +24,7 @@ import torch.nn.functional as F
 from eprobust.core import get_preset
 from eprobust.ep import EPCNN, Phi, sigma, relax, input_drive, SOLVERS
 from eprobust.train import build_model, make_optimizer, get_model_spec
-
-def timeit(fn, repeats, warmup=1):
-    for _ in range(warmup): fn()
-    t0 = time.perf_counter()
-    for _ in range(repeats): fn()
-    return (time.perf_counter() - t0) / repeats
+from timing import timeit, interleaved
 
 def matmul_gflops(sizes=(1024, 2048, 4096), repeats=5, rounds=3, dtype=torch.float32):
     "The machine's matmul rate in `dtype`: the best over a few square sizes and `rounds` passes over them."
@@ -68,23 +63,16 @@ def main():
     out['matmul_gflops'] = matmul_gflops()
     out['matmul_gflops_bf16'] = matmul_gflops(dtype=torch.bfloat16)
     bf = torch.bfloat16
-    m_ref = copy.deepcopy(m); m_ref.convs.to(memory_format=torch.contiguous_format)
-    s_ref = [t.contiguous() for t in s0]
+    m_nchw = copy.deepcopy(m); m_nchw.convs.to(memory_format=torch.contiguous_format)
+    s_nchw = [t.contiguous() for t in s0]
     m_bf = copy.deepcopy(m).to(bf)
     def explicit(dtype=None):
         with torch.no_grad(): relax(m, None, s0, 1, drive=drive, dtype=dtype)
     variants = {'explicit': explicit, 'explicit_bf16': lambda: explicit(bf),
                 'autograd': lambda: autograd_step(m, xn, s0),                   # same (channels-last) layout
-                'autograd_nchw': lambda: autograd_step(m_ref, xn, s_ref),       # the reference code's layout
+                'autograd_nchw': lambda: autograd_step(m_nchw, xn, s_nchw),     # the reference code's layout
                 'autograd_bf16': lambda: autograd_step(m_bf, xn.to(bf), [t.to(bf) for t in s0])}
-    # the variants take turns, 2 steps each per round, and each figure is the median over rounds: on a shared
-    # machine a slow spell then hits every variant alike instead of one of them (one timing per variant moved the
-    # explicit/autograd ratio by ±20 % between runs)
-    for f in variants.values(): f()                                          # warm-up: oneDNN primitive creation
-    rounds = {k: [] for k in variants}
-    for _ in range(3 if a.quick else 7):
-        for k, f in variants.items(): rounds[k].append(timeit(f, 2, warmup=0))
-    med = {k: statistics.median(v) for k, v in rounds.items()}
+    med, rounds = interleaved(variants, 3 if a.quick else 7, 2)             # medians over rounds, 2 steps each
     t_explicit, t_explicit_bf16, t_autograd, t_autograd_nchw, t_autograd_bf16 = (
         med[k] for k in ('explicit', 'explicit_bf16', 'autograd', 'autograd_nchw', 'autograd_bf16'))
     out['ms_per_step_rounds'] = {k: [1e3 * t for t in v] for k, v in rounds.items()}

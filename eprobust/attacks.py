@@ -19,7 +19,7 @@ import torchattacks
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 from .core import get_preset, get_paths, append_rows, load_table, read_table, derive_seed, seed_everything, save_checkpoint, load_checkpoint
-from .data import load_cifar, to_float, get_dataset_info, ContiguousGrad
+from .data import load_cifar, to_float, get_dataset_info
 from .ep import EPCNN, SOLVERS, relax, input_drive, _sweep, _Net
 from .train import stage_configs, trained_models, parse_seeds, parse_names, predict
 
@@ -90,7 +90,7 @@ class EPClassifier(nn.Module):
         return s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model; xn = m.norm(ContiguousGrad.apply(x))
+        m = self.model; xn = m.norm(x)
         tracked = torch.is_grad_enabled() and x.requires_grad
         if tracked and self.grad == 'full':   # all T1 steps; beyond 32 of them, memory of ~2√T1 steps at one more forward's cost
             return m.logits(self._relax_checkpointed(xn, m.T_free) if m.T_free > 32 else self._relax(xn, m.T_free))

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .core import config_hash, default_data_root
 
 # %% auto #0
-__all__ = ['DATASETS', 'DatasetInfo', 'get_dataset_info', 'Normalize', 'ContiguousGrad', 'detect_layout', 'load_cifar',
+__all__ = ['DATASETS', 'DatasetInfo', 'get_dataset_info', 'ContiguousGrad', 'Normalize', 'detect_layout', 'load_cifar',
            'write_official', 'augment', 'to_float', 'batches']
 
 # %% ../nbs/01_data.ipynb #56cbc60b
@@ -50,14 +50,6 @@ def get_dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS: raise KeyError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
     return DATASETS[name]
 
-class Normalize(nn.Module):
-    "Per-channel `(x - mean) / std` for NCHW images in [0, 1]."
-    def __init__(self, mean, std):
-        super().__init__()
-        self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1))
-    def forward(self, x): return (x - self.mean) / self.std
-
 class ContiguousGrad(torch.autograd.Function):
     """Identity whose gradient comes back in the default layout. The CNNs keep channels-last maps (faster convolutions
     on CPU), so the gradient of their input would come back channels-last; torchattacks `.view`s input gradients."""
@@ -65,6 +57,15 @@ class ContiguousGrad(torch.autograd.Function):
     def forward(ctx, x): return x.view_as(x)
     @staticmethod
     def backward(ctx, g): return g.contiguous()
+
+class Normalize(nn.Module):
+    """Per-channel `(x - mean) / std` for NCHW images in [0, 1]: every model's first layer, so the gradient of the
+    images comes back here in the default layout whatever layout the model computes in (`ContiguousGrad`)."""
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1))
+    def forward(self, x): return (ContiguousGrad.apply(x) - self.mean) / self.std
 
 # %% ../nbs/01_data.ipynb #5f67be23
 def detect_layout(root: Path, info: DatasetInfo) -> str:

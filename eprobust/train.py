@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import (TrainConfig, ViTConfig, get_preset, config_hash, seed_everything, derive_seed, get_paths,
                            save_checkpoint, load_checkpoint, append_rows, read_table)
-from .data import Normalize, ContiguousGrad, get_dataset_info, load_cifar, batches
+from .data import Normalize, get_dataset_info, load_cifar, batches
 from .ep import EPCNN, ep_gradients, accuracy_per_step
 import torchattacks
 from torchvision.models import VisionTransformer
@@ -33,6 +33,8 @@ __all__ = ['MODELS', 'BPCNN', 'ModelSpec', 'build_bp_cnn', 'bp_step', 'build_ep_
 # %% ../nbs/03_train.ipynb #e2d7870a
 class BPCNN(nn.Module):
     "The paper's backprop CNN baseline: 4 × (conv → BN → ReLU → maxpool), linear readout."
+    # channels-last maps: a cpu-preset training step runs ~1.5× faster than NCHW on 2 cores (benchmarks/bench_bp.py)
+    memory_format = torch.channels_last
     def __init__(self, channels=(128, 256, 512, 512), n_classes=10, mean=(0.5,) * 3, std=(1.,) * 3):
         super().__init__()
         self.norm = Normalize(mean, std)
@@ -40,12 +42,11 @@ class BPCNN(nn.Module):
         for i, c in enumerate(channels):
             layers += [nn.Conv2d(c_in, c, 3, padding=0 if i == 3 else 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
             c_in = c
-        # channels-last maps: a cpu-preset training step runs ~1.5× faster than NCHW on 2 cores (benchmarks/bench_bp.py)
-        self.features = nn.Sequential(*layers).to(memory_format=torch.channels_last)
+        self.features = nn.Sequential(*layers).to(memory_format=self.memory_format)
         self.fc = nn.Linear(c_in, n_classes)
 
     def forward(self, x):  # x: (N,3,32,32) in [0,1] -> logits (N, n_classes)
-        return self.fc(self.features(self.norm(ContiguousGrad.apply(x)).contiguous(memory_format=torch.channels_last)).flatten(1))
+        return self.fc(self.features(self.norm(x).contiguous(memory_format=self.memory_format)).flatten(1))
 
 # %% ../nbs/03_train.ipynb #32fc6c15
 @dataclass(frozen=True)

@@ -1,0 +1,19 @@
+"Timing helpers shared by the benchmark scripts (run as `python benchmarks/<script>.py`, so this imports as `timing`)."
+import statistics, time
+
+def timeit(fn, repeats, warmup=1):
+    "Mean seconds per call of `fn` over `repeats` calls, after `warmup` untimed ones."
+    for _ in range(warmup): fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats): fn()
+    return (time.perf_counter() - t0) / repeats
+
+def interleaved(variants: dict, rounds: int, repeats: int) -> tuple[dict, dict]:
+    """Median seconds per call of each variant, and the per-round figures. The variants take turns, `repeats` calls
+    each per round, after one warm-up call each: on a shared machine a slow spell then hits every variant alike
+    instead of one of them (one timing per variant had moved the explicit/autograd ratio by ±20 % between runs)."""
+    for f in variants.values(): f()
+    per_round = {k: [] for k in variants}
+    for _ in range(rounds):
+        for k, f in variants.items(): per_round[k].append(timeit(f, repeats, warmup=0))
+    return {k: statistics.median(v) for k, v in per_round.items()}, per_round
