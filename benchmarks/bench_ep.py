@@ -8,7 +8,9 @@ and writes them to benchmarks/results/bench_ep.json.
     (eprobust.ep, channels-last maps) vs an autograd-of-Phi baseline written here (s <- sigma(dPhi/ds) by
     torch.autograd.grad), both in the reference code's default NCHW layout and in the same channels-last layout;
     float32 throughout, and the explicit update once more in bfloat16 (`relax(..., dtype=torch.bfloat16)`) beside
-    an autograd baseline in bfloat16, so every ratio is printed at equal and at unequal precision.
+    an autograd baseline in bfloat16, so every ratio is printed at equal and at unequal precision. Beside them, the
+    step's convolutions alone (nothing around them): a floor for any step that executes those convolutions, so
+    autograd's time over it bounds what such a step can gain over autograd of Phi on this machine.
 (2) achieved GFLOP/s of the explicit relaxation (FLOPs of the convolutions the update executes) divided by
     this machine's float32 matmul GFLOP/s, measured in the same run (and the bf16 relaxation against bf16 matmul).
 (3) the reference fixed point is the paper's free phase: 250 synchronous float32 steps from zero. Per solver
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from eprobust.core import get_preset
 from eprobust.ep import EPCNN, Phi, sigma, relax, input_drive, SOLVERS
 from eprobust.train import build_model, make_optimizer, get_model_spec
-from timing import timeit, interleaved
+from timing import timeit, interleaved, paired_ratio, fastest_ratio
 
 def matmul_gflops(sizes=(1024, 2048, 4096), repeats=5, rounds=3, dtype=torch.float32):
     "The machine's matmul rate in `dtype`: the best over a few square sizes and `rounds` passes over them."
@@ -48,6 +50,21 @@ def autograd_step(model, xn, s):
     g = torch.autograd.grad(Phi(model, xn, s).sum(), s)
     return [sigma(v) for v in g]
 
+def conv_operands(model, s):
+    "The inputs of the convolutions one explicit step executes: per layer k >= 1, s_{k-1} and an unpooled top-down map."
+    ops = []
+    with torch.no_grad():
+        for k in range(1, len(s)):
+            w, b, pad = model.convs[k].weight, model.convs[k].bias, model.convs[k].padding
+            z = F.conv2d(s[k - 1], w, b, padding=pad); p, idx = F.max_pool2d(z, 2, return_indices=True)
+            ops.append((s[k - 1], F.max_unpool2d(s[k], idx, 2, output_size=z.shape[-2:]), w, b, pad))
+    return ops
+
+def convs_only(ops):
+    "Only the convolutions of one explicit step (bottom-up conv and top-down transposed conv per layer): a floor."
+    with torch.no_grad():
+        for s_in, u, w, b, pad in ops: F.conv2d(s_in, w, b, padding=pad); F.conv_transpose2d(u, w, padding=pad)
+
 def max_diff(a, b): return max((u.float() - v.float()).abs().max().item() for u, v in zip(a, b))
 
 def main():
@@ -63,6 +80,7 @@ def main():
     out['matmul_gflops'] = matmul_gflops()
     out['matmul_gflops_bf16'] = matmul_gflops(dtype=torch.bfloat16)
     bf = torch.bfloat16
+    ops = conv_operands(m, s0)
     m_nchw = copy.deepcopy(m); m_nchw.convs.to(memory_format=torch.contiguous_format)
     s_nchw = [t.contiguous() for t in s0]
     m_bf = copy.deepcopy(m).to(bf)
@@ -71,10 +89,11 @@ def main():
     variants = {'explicit': explicit, 'explicit_bf16': lambda: explicit(bf),
                 'autograd': lambda: autograd_step(m, xn, s0),                   # same (channels-last) layout
                 'autograd_nchw': lambda: autograd_step(m_nchw, xn, s_nchw),     # the reference code's layout
-                'autograd_bf16': lambda: autograd_step(m_bf, xn.to(bf), [t.to(bf) for t in s0])}
-    med, rounds = interleaved(variants, 3 if a.quick else 7, 2)             # medians over rounds, 2 steps each
-    t_explicit, t_explicit_bf16, t_autograd, t_autograd_nchw, t_autograd_bf16 = (
-        med[k] for k in ('explicit', 'explicit_bf16', 'autograd', 'autograd_nchw', 'autograd_bf16'))
+                'autograd_bf16': lambda: autograd_step(m_bf, xn.to(bf), [t.to(bf) for t in s0]),
+                'convs_only': lambda: convs_only(ops)}   # the same convolutions with nothing around them
+    med, rounds = interleaved(variants, 3 if a.quick else 11, 2)            # medians over rounds, 2 steps each
+    t_explicit, t_explicit_bf16, t_autograd, t_autograd_nchw, t_autograd_bf16, t_convs = (
+        med[k] for k in ('explicit', 'explicit_bf16', 'autograd', 'autograd_nchw', 'autograd_bf16', 'convs_only'))
     out['ms_per_step_rounds'] = {k: [1e3 * t for t in v] for k, v in rounds.items()}
     ag = autograd_step(m, xn, s0)
     with torch.no_grad():   # the two explicit steps and autograd's agree (bf16 to its rounding)
@@ -86,20 +105,33 @@ def main():
     out['paper_autograd_ms_per_step'] = 1e3 * t_autograd
     out['paper_autograd_nchw_ms_per_step'] = 1e3 * t_autograd_nchw
     out['paper_autograd_bf16_ms_per_step'] = 1e3 * t_autograd_bf16
+    out['paper_convs_only_ms_per_step'] = 1e3 * t_convs
     out['paper_sync_image_steps_per_s'] = N / t_explicit
     out['paper_sync_bf16_image_steps_per_s'] = N / t_explicit_bf16
     out['paper_autograd_image_steps_per_s'] = N / t_autograd
-    out['explicit_over_autograd'] = t_autograd / t_explicit
-    out['explicit_over_autograd_nchw'] = t_autograd_nchw / t_explicit
-    out['explicit_bf16_over_autograd_bf16'] = t_autograd_bf16 / t_explicit_bf16
-    out['explicit_bf16_over_autograd'] = t_autograd / t_explicit_bf16
-    out['explicit_bf16_over_autograd_nchw'] = t_autograd_nchw / t_explicit_bf16
+    out['explicit_over_autograd'] = paired_ratio(rounds, 'autograd', 'explicit')
+    out['explicit_over_autograd_nchw'] = paired_ratio(rounds, 'autograd_nchw', 'explicit')
+    out['explicit_bf16_over_autograd_bf16'] = paired_ratio(rounds, 'autograd_bf16', 'explicit_bf16')
+    out['explicit_bf16_over_autograd'] = paired_ratio(rounds, 'autograd', 'explicit_bf16')
+    out['explicit_bf16_over_autograd_nchw'] = paired_ratio(rounds, 'autograd_nchw', 'explicit_bf16')
     out['paper_step_gflop_per_image'] = step_flops(m, 1) / 1e9
     out['paper_relax_gflops'] = step_flops(m, N) / t_explicit / 1e9
     out['paper_relax_bf16_gflops'] = step_flops(m, N) / t_explicit_bf16 / 1e9
     out['relax_fraction_of_matmul'] = out['paper_relax_gflops'] / out['matmul_gflops']
+    # what any float32 step that executes these convolutions can gain over autograd of Phi on this machine: autograd's
+    # time over the convolutions' alone, and the FLOP rate a 1.5x faster step would need against the matmul rate
+    out['autograd_over_convs_only'] = paired_ratio(rounds, 'autograd', 'convs_only')
+    out['autograd_nchw_over_convs_only'] = paired_ratio(rounds, 'autograd_nchw', 'convs_only')
+    out['explicit_over_convs_only'] = paired_ratio(rounds, 'explicit', 'convs_only')
+    # noise on a shared machine only adds time, so each variant's fastest round is the other honest summary
+    out['ms_per_step_fastest'] = {k: 1e3 * min(v) for k, v in rounds.items()}
+    for slow, fast in (('autograd', 'explicit'), ('autograd_nchw', 'explicit'), ('autograd', 'convs_only'), ('explicit', 'convs_only')):
+        out[f'fastest_{slow}_over_{fast}'] = fastest_ratio(rounds, slow, fast)
+    out['paper_autograd_gflops'] = step_flops(m, N) / t_autograd / 1e9
+    out['gflops_for_1p5x_autograd'] = 1.5 * out['paper_autograd_gflops']
     out['relax_bf16_fraction_of_bf16_matmul'] = out['paper_relax_bf16_gflops'] / out['matmul_gflops_bf16']
-    print(f"(1) paper architecture, batch {N}, ms per synchronous step (image-steps/s):\n"
+    print(f"(1) paper architecture, batch {N}, ms per synchronous step (image-steps/s), medians of {len(rounds['explicit'])} "
+          f"interleaved rounds; each ratio is the median of the ratios within a round:\n"
           f"    float32: explicit {out['paper_sync_ms_per_step']:.0f} ({out['paper_sync_image_steps_per_s']:.0f}), "
           f"autograd of Phi {out['paper_autograd_ms_per_step']:.0f} ({out['paper_autograd_image_steps_per_s']:.0f}), "
           f"autograd of Phi in the reference code's NCHW layout {out['paper_autograd_nchw_ms_per_step']:.0f}\n"
@@ -109,7 +141,16 @@ def main():
           f"    explicit bf16 / float32 autograd: {out['explicit_bf16_over_autograd']:.2f}x same layout, "
           f"{out['explicit_bf16_over_autograd_nchw']:.2f}x vs NCHW (unequal precision: the reference code runs float32)\n"
           f"    one step, max|explicit - autograd| = {out['step_diff_autograd']:.1e} (float32), "
-          f"max|bf16 - float32| = {out['step_diff_bf16']:.1e}", flush=True)
+          f"max|bf16 - float32| = {out['step_diff_bf16']:.1e}\n"
+          f"    its convolutions alone (float32, channels-last, nothing around them) {out['paper_convs_only_ms_per_step']:.0f} ms: "
+          f"explicit = {out['explicit_over_convs_only']:.2f}x that floor; autograd = {out['autograd_over_convs_only']:.2f}x "
+          f"({out['autograd_nchw_over_convs_only']:.2f}x NCHW), the most any float32 step executing these convolutions could gain;\n"
+          f"      1.5x autograd at these FLOPs would need {out['gflops_for_1p5x_autograd']:.0f} GFLOP/s = "
+          f"{out['gflops_for_1p5x_autograd'] / out['matmul_gflops']:.2f}x this machine's float32 matmul rate\n"
+          f"    fastest rounds (ms): explicit {out['ms_per_step_fastest']['explicit']:.0f}, autograd {out['ms_per_step_fastest']['autograd']:.0f} "
+          f"(NCHW {out['ms_per_step_fastest']['autograd_nchw']:.0f}), convolutions alone {out['ms_per_step_fastest']['convs_only']:.0f}: "
+          f"explicit / autograd {out['fastest_autograd_over_explicit']:.2f}x same layout, {out['fastest_autograd_nchw_over_explicit']:.2f}x vs NCHW; "
+          f"autograd = {out['fastest_autograd_over_convs_only']:.2f}x the floor, explicit {out['fastest_explicit_over_convs_only']:.2f}x", flush=True)
     print(f"(2) relaxation {out['paper_relax_gflops']:.1f} GFLOP/s ({out['paper_step_gflop_per_image']:.3f} GFLOP per image-step) "
           f"= {100 * out['relax_fraction_of_matmul']:.0f}% of float32 matmul {out['matmul_gflops']:.1f} GFLOP/s; "
           f"bf16 relaxation {out['paper_relax_bf16_gflops']:.1f} GFLOP/s = {100 * out['relax_bf16_fraction_of_bf16_matmul']:.0f}% "

@@ -17,3 +17,12 @@ def interleaved(variants: dict, rounds: int, repeats: int) -> tuple[dict, dict]:
     for _ in range(rounds):
         for k, f in variants.items(): per_round[k].append(timeit(f, repeats, warmup=0))
     return {k: statistics.median(v) for k, v in per_round.items()}, per_round
+
+def paired_ratio(per_round: dict, slow: str, fast: str) -> float:
+    """How many times faster `fast` ran than `slow`: the median over rounds of their ratio within each round. Two
+    variants timed seconds apart share the machine's state, so this moves less than the ratio of the two medians."""
+    return statistics.median(a / b for a, b in zip(per_round[slow], per_round[fast]))
+
+def fastest_ratio(per_round: dict, slow: str, fast: str) -> float:
+    "The same, from each variant's fastest round: noise on a shared machine only ever adds time."
+    return min(per_round[slow]) / min(per_round[fast])
