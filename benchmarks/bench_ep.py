@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from eprobust.core import get_preset
-from eprobust.ep import EPCNN, Phi, sigma, relax, input_drive, SOLVERS
+from eprobust.ep import EPCNN, Phi, sigma, relax, input_drive, SOLVERS, _Net, _pool
 from eprobust.train import build_model, make_optimizer, get_model_spec
 from timing import timeit, interleaved, paired_ratio, fastest_ratio
 
@@ -51,13 +51,12 @@ def autograd_step(model, xn, s):
     return [sigma(v) for v in g]
 
 def conv_operands(model, s):
-    "The inputs of the convolutions one explicit step executes: per layer k >= 1, s_{k-1} and an unpooled top-down map."
-    ops = []
+    "The inputs of the convolutions one explicit step executes: per layer k >= 1, s_{k-1} and the unpooled s_k."
+    convs = _Net(model).convs; ops = []
     with torch.no_grad():
         for k in range(1, len(s)):
-            w, b, pad = model.convs[k].weight, model.convs[k].bias, model.convs[k].padding
-            z = F.conv2d(s[k - 1], w, b, padding=pad); p, idx = F.max_pool2d(z, 2, return_indices=True)
-            ops.append((s[k - 1], F.max_unpool2d(s[k], idx, 2, output_size=z.shape[-2:]), w, b, pad))
+            _, idx, size = _pool(convs[k], s[k - 1])       # the library's bottom-up term, for its argmax
+            ops.append((s[k - 1], F.max_unpool2d(s[k], idx, 2, output_size=size), *convs[k]))
     return ops
 
 def convs_only(ops):
@@ -109,24 +108,23 @@ def main():
     out['paper_sync_image_steps_per_s'] = N / t_explicit
     out['paper_sync_bf16_image_steps_per_s'] = N / t_explicit_bf16
     out['paper_autograd_image_steps_per_s'] = N / t_autograd
-    out['explicit_over_autograd'] = paired_ratio(rounds, 'autograd', 'explicit')
-    out['explicit_over_autograd_nchw'] = paired_ratio(rounds, 'autograd_nchw', 'explicit')
-    out['explicit_bf16_over_autograd_bf16'] = paired_ratio(rounds, 'autograd_bf16', 'explicit_bf16')
-    out['explicit_bf16_over_autograd'] = paired_ratio(rounds, 'autograd', 'explicit_bf16')
-    out['explicit_bf16_over_autograd_nchw'] = paired_ratio(rounds, 'autograd_nchw', 'explicit_bf16')
+    # speed-ups, key: (slower, faster variant); each as the median of per-round ratios and, under 'fastest_' + key,
+    # from each variant's fastest round (noise on a shared machine only ever adds time). The convs_only rows say
+    # what any float32 step that executes these convolutions can gain: autograd's time over theirs alone
+    ratios = {'explicit_over_autograd': ('autograd', 'explicit'), 'explicit_over_autograd_nchw': ('autograd_nchw', 'explicit'),
+              'explicit_bf16_over_autograd_bf16': ('autograd_bf16', 'explicit_bf16'),
+              'explicit_bf16_over_autograd': ('autograd', 'explicit_bf16'),
+              'explicit_bf16_over_autograd_nchw': ('autograd_nchw', 'explicit_bf16'),
+              'autograd_over_convs_only': ('autograd', 'convs_only'),
+              'autograd_nchw_over_convs_only': ('autograd_nchw', 'convs_only'),
+              'explicit_over_convs_only': ('explicit', 'convs_only')}
+    for key, (slow, fast) in ratios.items():
+        out[key], out['fastest_' + key] = paired_ratio(rounds, slow, fast), fastest_ratio(rounds, slow, fast)
+    out['ms_per_step_fastest'] = {k: 1e3 * min(v) for k, v in rounds.items()}
     out['paper_step_gflop_per_image'] = step_flops(m, 1) / 1e9
     out['paper_relax_gflops'] = step_flops(m, N) / t_explicit / 1e9
     out['paper_relax_bf16_gflops'] = step_flops(m, N) / t_explicit_bf16 / 1e9
     out['relax_fraction_of_matmul'] = out['paper_relax_gflops'] / out['matmul_gflops']
-    # what any float32 step that executes these convolutions can gain over autograd of Phi on this machine: autograd's
-    # time over the convolutions' alone, and the FLOP rate a 1.5x faster step would need against the matmul rate
-    out['autograd_over_convs_only'] = paired_ratio(rounds, 'autograd', 'convs_only')
-    out['autograd_nchw_over_convs_only'] = paired_ratio(rounds, 'autograd_nchw', 'convs_only')
-    out['explicit_over_convs_only'] = paired_ratio(rounds, 'explicit', 'convs_only')
-    # noise on a shared machine only adds time, so each variant's fastest round is the other honest summary
-    out['ms_per_step_fastest'] = {k: 1e3 * min(v) for k, v in rounds.items()}
-    for slow, fast in (('autograd', 'explicit'), ('autograd_nchw', 'explicit'), ('autograd', 'convs_only'), ('explicit', 'convs_only')):
-        out[f'fastest_{slow}_over_{fast}'] = fastest_ratio(rounds, slow, fast)
     out['paper_autograd_gflops'] = step_flops(m, N) / t_autograd / 1e9
     out['gflops_for_1p5x_autograd'] = 1.5 * out['paper_autograd_gflops']
     out['relax_bf16_fraction_of_bf16_matmul'] = out['paper_relax_bf16_gflops'] / out['matmul_gflops_bf16']
@@ -149,7 +147,7 @@ def main():
           f"{out['gflops_for_1p5x_autograd'] / out['matmul_gflops']:.2f}x this machine's float32 matmul rate\n"
           f"    fastest rounds (ms): explicit {out['ms_per_step_fastest']['explicit']:.0f}, autograd {out['ms_per_step_fastest']['autograd']:.0f} "
           f"(NCHW {out['ms_per_step_fastest']['autograd_nchw']:.0f}), convolutions alone {out['ms_per_step_fastest']['convs_only']:.0f}: "
-          f"explicit / autograd {out['fastest_autograd_over_explicit']:.2f}x same layout, {out['fastest_autograd_nchw_over_explicit']:.2f}x vs NCHW; "
+          f"explicit / autograd {out['fastest_explicit_over_autograd']:.2f}x same layout, {out['fastest_explicit_over_autograd_nchw']:.2f}x vs NCHW; "
           f"autograd = {out['fastest_autograd_over_convs_only']:.2f}x the floor, explicit {out['fastest_explicit_over_convs_only']:.2f}x", flush=True)
     print(f"(2) relaxation {out['paper_relax_gflops']:.1f} GFLOP/s ({out['paper_step_gflop_per_image']:.3f} GFLOP per image-step) "
           f"= {100 * out['relax_fraction_of_matmul']:.0f}% of float32 matmul {out['matmul_gflops']:.1f} GFLOP/s; "
