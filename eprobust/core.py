@@ -6,18 +6,49 @@ Docs: https://eprobust.github.io/eprobust/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #376da7ce
 from __future__ import annotations
-import hashlib, json, os, random, time
+import hashlib, json, os, random, tempfile, time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict, replace
+from fractions import Fraction
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock
 
 # %% auto #0
-__all__ = ['PAPER_CHANNELS', 'PAPER_SEEDS', 'CPU_CHANNELS', 'PRESETS', 'EPConfig', 'AdvConfig', 'ViTConfig', 'TrainConfig',
-           'Preset', 'get_preset', 'to_jsonable', 'config_hash', 'seed_everything', 'derive_seed', 'project_root',
-           'Paths', 'get_paths', 'default_data_root', 'CheckpointError', 'save_checkpoint', 'load_checkpoint',
-           'read_table', 'append_rows', 'load_table']
+__all__ = ['PAPER_CHANNELS', 'PAPER_SEEDS', 'CPU_CHANNELS', 'PRESETS', 'HASH_COLUMNS', 'UnknownName', 'lookup', 'parse_number',
+           'parse_list', 'EPConfig', 'AdvConfig', 'ViTConfig', 'TrainConfig', 'Preset', 'get_preset', 'to_jsonable',
+           'config_hash', 'seed_everything', 'derive_seed', 'project_root', 'find_project', 'Paths', 'get_paths',
+           'default_data_root', 'atomic_write', 'file_lock', 'file_sha256', 'fingerprint', 'CheckpointError',
+           'save_checkpoint', 'load_checkpoint', 'read_table', 'update_table', 'append_rows', 'measured_elsewhere',
+           'load_table']
+
+# %% ../nbs/00_core.ipynb #394f5d09
+class UnknownName(KeyError, ValueError):
+    "A name that is not in its registry (both a KeyError and a ValueError)."
+    def __str__(self): return str(self.args[0])
+
+def lookup(registry: dict, name, what: str, plural: str | None = None, hint: str = ''):
+    "`registry[name]`; an unknown name fails with `unknown <what> 'x'; valid <plural>: a, b<hint>`."
+    if name in registry: return registry[name]
+    raise UnknownName(f"unknown {what} {name!r}; valid {plural or what + 's'}: {', '.join(map(str, registry))}{hint}")
+
+def parse_number(v) -> float:
+    "A number from papermill/CLI input: 3, '0.5' or a fraction like '8/255'."
+    return float(Fraction(str(v).strip().strip("'\"")))
+
+def parse_list(v, item=str, what: str = 'value', example: str = 'a,b') -> tuple | None:
+    "List-like papermill/CLI input (None, '', a scalar, 'a,b', '[a, b]', a list) as a tuple of `item(x)`; None for no value."
+    if v is None or (isinstance(v, str) and not v.strip()): return None
+    if isinstance(v, str): v = v.replace('[', ' ').replace(']', ' ').replace('(', ' ').replace(')', ' ').replace(',', ' ').split()
+    if not isinstance(v, (list, tuple)): v = [v]
+    out = []
+    for x in v:
+        try: out.append(item(x.strip("'\"") if isinstance(x, str) else x))
+        except (ValueError, TypeError, ZeroDivisionError):
+            raise ValueError(f"cannot read {what} from {x!r}: give a list like {example}") from None
+    return tuple(out)
 
 # %% ../nbs/00_core.ipynb #bb4286c0
 PAPER_CHANNELS = (128, 256, 512, 512)  # conv1..conv4 (CIFAR-10); CIFAR-100 uses 1024 in conv4
@@ -160,8 +191,7 @@ PRESETS = {
 def get_preset(name: str | Preset) -> Preset:
     "The preset called `name`; an unknown name fails listing the valid ones."
     if isinstance(name, Preset): return name
-    if name not in PRESETS: raise KeyError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return lookup(PRESETS, name, 'preset')
 
 # %% ../nbs/00_core.ipynb #bd3ca65e
 def to_jsonable(obj):
@@ -194,13 +224,21 @@ def derive_seed(*parts) -> int:
     return int(config_hash(*parts, n=15), 16)
 
 # %% ../nbs/00_core.ipynb #1abb57ab
-def project_root(start: Path | str | None = None) -> Path:
-    "The nearest folder at or above `start` (default: cwd) holding eprobust's `pyproject.toml`, else cwd."
+def _is_project(d: Path) -> bool:
+    f = d / 'pyproject.toml'
+    return f.exists() and 'name = "eprobust"' in f.read_text()
+
+def project_root(start: Path | str | None = None) -> Path | None:
+    "The nearest folder at or above `start` (default: cwd) holding eprobust's `pyproject.toml`, else None."
     p = Path(start or Path.cwd()).resolve()
-    for d in [p, *p.parents]:
-        f = d / 'pyproject.toml'
-        if f.exists() and 'name = "eprobust"' in f.read_text(): return d
-    return p
+    return next((d for d in [p, *p.parents] if _is_project(d)), None)
+
+def find_project() -> Path:
+    "The eprobust checkout to work in: the one around the current folder, else the one this package was installed from, else cwd."
+    import importlib.util
+    spec = importlib.util.find_spec('eprobust')
+    installed = project_root(Path(spec.origin).parent) if spec and spec.origin else None
+    return project_root() or installed or Path.cwd().resolve()
 
 @dataclass(frozen=True)
 class Paths:
@@ -215,34 +253,78 @@ class Paths:
     def runs(self) -> Path: return self.root / 'runs'
 
 def get_paths(out_dir: str | Path | None = None, cache_dir: str | Path | None = None) -> Paths:
-    "Output paths: explicit arguments, else `EPROBUST_OUT` / `EPROBUST_CACHE`, else the project folder."
-    root = Path(out_dir or os.environ.get('EPROBUST_OUT') or project_root()).resolve()
+    "Output paths: explicit arguments, else `EPROBUST_OUT` / `EPROBUST_CACHE`, else the project folder (`find_project`)."
+    root = Path(out_dir or os.environ.get('EPROBUST_OUT') or find_project()).resolve()
     cache = Path(cache_dir or os.environ.get('EPROBUST_CACHE') or root / 'cache').resolve()
     return Paths(root, cache)
 
 def default_data_root() -> Path:
-    "`EPROBUST_DATA` if set, else `data/cifar10` under the project folder."
-    return Path(os.environ.get('EPROBUST_DATA') or project_root() / 'data' / 'cifar10')
+    "`EPROBUST_DATA` if set, else `data/cifar10` under the project folder (`find_project`)."
+    return Path(os.environ.get('EPROBUST_DATA') or find_project() / 'data' / 'cifar10')
 
 # %% ../nbs/00_core.ipynb #1c51212b
+@contextmanager
+def atomic_write(path: Path | str):
+    "Yield a unique temporary path beside `path`; when the block succeeds it replaces `path` atomically."
+    # one temporary per writer (mkstemp), so concurrent writers never rename each other's half-written file
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=f'.tmp{path.suffix}')
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally: Path(tmp).unlink(missing_ok=True)
+
+def file_lock(path: Path | str, timeout: float = 600) -> FileLock:
+    "An inter-process lock guarding `path` (a `<path>.lock` file beside it), for read-modify-write updates."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_name(path.name + '.lock')), timeout=timeout)
+
+def file_sha256(path: Path | str) -> str:
+    "SHA-256 of a file's bytes."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 22), b''): h.update(b)
+    return h.hexdigest()
+
+def fingerprint(*arrays, n: int = 16) -> str:
+    "Short content hash of tensors/arrays (or a dict of them, e.g. a state dict): dtypes, shapes and bytes."
+    h = hashlib.sha256()
+    def add(k, a):
+        a = a.detach().cpu().contiguous().numpy() if torch.is_tensor(a) else np.ascontiguousarray(a)
+        h.update(f'{k}|{a.dtype}|{a.shape}|'.encode()); h.update(a.view(np.uint8).reshape(-1).data if a.size else b'')
+    for i, a in enumerate(arrays):
+        for k, v in (sorted(a.items()) if isinstance(a, dict) else [(i, a)]): add(k, v)
+    return h.hexdigest()[:n]
+
+# %% ../nbs/00_core.ipynb #a98ccc79
 class CheckpointError(RuntimeError):
-    "A checkpoint is unreadable or belongs to another config."
+    "A checkpoint is unreadable, corrupt, or belongs to another config."
 
 def save_checkpoint(path: Path | str, payload: dict) -> Path:
-    "Write `payload` to `path` atomically, with a JSON sidecar holding its config and metadata."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    meta = {k: v for k, v in payload.items() if k in ('key', 'kind', 'config', 'seed', 'epoch', 'done')}
-    side = path.with_suffix('.json'); stmp = side.with_name(side.name + '.tmp')
-    stmp.write_text(json.dumps(to_jsonable(meta), indent=1)); os.replace(stmp, side)
+    "Write `payload` to `path` atomically, with a JSON sidecar holding its config, metadata and the file's SHA-256."
+    path = Path(path)
+    with atomic_write(path) as tmp: torch.save(payload, tmp)
+    meta = {k: v for k, v in payload.items() if k in ('key', 'kind', 'config', 'seed', 'epoch', 'done', 'data', 'weights')}
+    meta['sha256'] = file_sha256(path)
+    with atomic_write(path.with_suffix('.json')) as tmp: tmp.write_text(json.dumps(to_jsonable(meta), indent=1))
     return path
 
+def _verify(path: Path):
+    "Compare `path` with the checksum in its sidecar (if it has one): catches bytes changed in place, same size."
+    side = path.with_suffix('.json')
+    try: want = json.loads(side.read_text()).get('sha256') if side.exists() else None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise CheckpointError(f"the sidecar {side} of checkpoint {path} is unreadable. Delete both to retrain.") from None
+    if want and file_sha256(path) != want:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 no longer matches the one in {side.name} "
+                              f"(bytes changed after it was written). Delete it (and {side.name}) to retrain.")
+
 def load_checkpoint(path: Path | str, key: str | None = None) -> dict:
-    "Load a checkpoint, checking it is readable and (if `key` is given) that it was made by that config."
+    "Load a checkpoint, checking its checksum, that it is readable and (if `key` is given) that it was made by that config."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path}")
+    _verify(path)
     try: ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt: {type(e).__name__}). "
@@ -255,24 +337,41 @@ def load_checkpoint(path: Path | str, key: str | None = None) -> dict:
     return ck
 
 # %% ../nbs/00_core.ipynb #149633f0
+HASH_COLUMNS = ('config_hash', 'unit', 'weights', 'data')   # hashes: kept as strings (digits-only ones would lose leading zeros)
+
 def read_table(path: Path | str, **kw) -> pd.DataFrame:
-    "Read a result CSV; config hashes stay strings (a digits-only hash with a leading zero would otherwise lose it)."
-    return pd.read_csv(path, dtype={'config_hash': str}, **kw)
+    "Read a result CSV, with the hash columns as strings."
+    return pd.read_csv(path, dtype={c: str for c in HASH_COLUMNS}, **kw)
 
-def append_rows(path: Path | str, rows: list[dict] | pd.DataFrame, key: list[str]) -> pd.DataFrame:
-    "Append `rows` to the CSV at `path`, replacing earlier rows with the same `key` columns."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+def update_table(path: Path | str, fn) -> pd.DataFrame:
+    "Replace the CSV at `path` by `fn(old table or None)`, holding its lock: concurrent writers take turns and lose nothing."
+    path = Path(path)
+    with file_lock(path):
+        old = read_table(path) if path.exists() and path.stat().st_size else None
+        df = fn(old).reset_index(drop=True)
+        with atomic_write(path) as tmp: df.to_csv(tmp, index=False)
+    return df
+
+def append_rows(path: Path | str, rows: list[dict] | pd.DataFrame, key: list[str], drop=None) -> pd.DataFrame:
+    "Append `rows` to the CSV at `path`, replacing earlier rows with the same `key` columns and those where `drop(old)` is True."
     new = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
-    if path.exists() and path.stat().st_size:
-        old = read_table(path)
-        df = pd.concat([old, new], ignore_index=True).drop_duplicates(subset=key, keep='last')
-    else: df = new
-    tmp = path.with_name(path.name + '.tmp'); df.to_csv(tmp, index=False); os.replace(tmp, path)
-    return df.reset_index(drop=True)
+    def merge(old):
+        if old is None: return new
+        if drop is not None: old = old[~drop(old)]
+        return pd.concat([old, new], ignore_index=True).drop_duplicates(subset=key, keep='last')
+    return update_table(path, merge)
 
-def load_table(path: Path | str) -> pd.DataFrame:
-    "Read a result table, failing with the stage to run if it is missing."
+def measured_elsewhere(ids: dict, weights: str):
+    "A `drop` for `append_rows`: rows of the model `ids` (model, seed, config hash, …) measured on weights other than `weights`."
+    def mask(t: pd.DataFrame) -> pd.Series:
+        if any(k not in t for k in ids): return pd.Series(False, index=t.index)
+        same = (t[list(ids)].astype(str) == pd.Series({k: str(v) for k, v in ids.items()})).all(axis=1)
+        return same & (t['weights'] != weights if 'weights' in t else True)
+    return mask
+
+def load_table(path: Path | str, stage: str = 'train') -> pd.DataFrame:
+    "Read a result table, failing with the stage that writes it if it is missing."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"no result table at {path}: run the stage that writes it first "
-                                                  f"(e.g. `eprobust reproduce --stages train`)")
+                                                  f"(`eprobust reproduce --stages {stage}`)")
     return read_table(path)
