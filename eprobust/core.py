@@ -20,8 +20,8 @@ from filelock import FileLock
 __all__ = ['PAPER_CHANNELS', 'PAPER_SEEDS', 'CPU_CHANNELS', 'PRESETS', 'HASH_COLUMNS', 'UnknownName', 'lookup', 'parse_number',
            'parse_list', 'EPConfig', 'AdvConfig', 'ViTConfig', 'TrainConfig', 'Preset', 'get_preset', 'to_jsonable',
            'config_hash', 'seed_everything', 'derive_seed', 'project_root', 'find_project', 'Paths', 'get_paths',
-           'default_data_root', 'record_preset', 'default_preset', 'atomic_write', 'file_lock', 'file_sha256',
-           'fingerprint', 'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'read_table', 'update_table',
+           'default_data_root', 'atomic_write', 'file_lock', 'file_sha256', 'fingerprint', 'CheckpointError',
+           'save_checkpoint', 'load_checkpoint', 'record_preset', 'default_preset', 'read_table', 'update_table',
            'append_rows', 'measured_elsewhere', 'load_table']
 
 # %% ../nbs/00_core.ipynb #394f5d09
@@ -262,20 +262,6 @@ def default_data_root() -> Path:
     "`EPROBUST_DATA` if set, else `data/cifar10` under the project folder (`find_project`)."
     return Path(os.environ.get('EPROBUST_DATA') or find_project() / 'data' / 'cifar10')
 
-# %% ../nbs/00_core.ipynb #09827234
-def record_preset(name: str, paths: Paths | None = None) -> Path:
-    "Remember `name` as the preset the user last ran (what stage notebooks default to)."
-    f = (paths or get_paths()).runs / 'last_preset.json'
-    with atomic_write(f) as tmp: tmp.write_text(json.dumps(dict(preset=get_preset(name).name)))
-    return f
-
-def default_preset(paths: Paths | None = None) -> str:
-    "'tiny' under nbdev-test; else the preset last run by `eprobust reproduce`; else 'cpu'."
-    if os.environ.get('IN_TEST'): return 'tiny'
-    f = (paths or get_paths()).runs / 'last_preset.json'
-    try: return get_preset(json.loads(f.read_text())['preset']).name
-    except (OSError, ValueError, KeyError, TypeError): return 'cpu'
-
 # %% ../nbs/00_core.ipynb #1c51212b
 @contextmanager
 def atomic_write(path: Path | str):
@@ -349,6 +335,20 @@ def load_checkpoint(path: Path | str, key: str | None = None) -> dict:
         raise CheckpointError(f"checkpoint {path} belongs to another config (key {ck['key']}, expected {key}; "
                               f"its config: {ck.get('config')}). Delete it or point the cache elsewhere.")
     return ck
+
+# %% ../nbs/00_core.ipynb #09827234
+def record_preset(name: str, paths: Paths | None = None) -> Path:
+    "Remember `name` as the preset the user last ran (what stage notebooks default to)."
+    f = (paths or get_paths()).runs / 'last_preset.json'
+    with atomic_write(f) as tmp: tmp.write_text(json.dumps(dict(preset=get_preset(name).name)))
+    return f
+
+def default_preset(paths: Paths | None = None) -> str:
+    "'tiny' under nbdev-test; else the preset last run by `eprobust reproduce`; else 'cpu'."
+    if os.environ.get('IN_TEST'): return 'tiny'
+    f = (paths or get_paths()).runs / 'last_preset.json'
+    try: return get_preset(json.loads(f.read_text())['preset']).name
+    except (OSError, ValueError, KeyError, TypeError): return 'cpu'
 
 # %% ../nbs/00_core.ipynb #149633f0
 HASH_COLUMNS = ('config_hash', 'unit', 'weights', 'data')   # hashes: kept as strings (digits-only ones would lose leading zeros)
