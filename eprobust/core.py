@@ -291,8 +291,9 @@ def fingerprint(*arrays, n: int = 16) -> str:
     "Short content hash of tensors/arrays (or a dict of them, e.g. a state dict): dtypes, shapes and bytes."
     h = hashlib.sha256()
     def add(k, a):
-        a = a.detach().cpu().contiguous().numpy() if torch.is_tensor(a) else np.ascontiguousarray(a)
-        h.update(f'{k}|{a.dtype}|{a.shape}|'.encode()); h.update(a.view(np.uint8).reshape(-1).data if a.size else b'')
+        a = a.detach().cpu() if torch.is_tensor(a) else torch.from_numpy(np.ascontiguousarray(a))
+        h.update(f'{k}|{str(a.dtype).replace("torch.", "")}|{tuple(a.shape)}|'.encode())
+        h.update(a.contiguous().reshape(-1).view(torch.uint8).numpy().data)   # raw bytes, any dtype (bf16 too)
     for i, a in enumerate(arrays):
         for k, v in (sorted(a.items()) if isinstance(a, dict) else [(i, a)]): add(k, v)
     return h.hexdigest()[:n]

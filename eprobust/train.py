@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import (TrainConfig, ViTConfig, get_preset, config_hash, seed_everything, derive_seed, get_paths,
-                           save_checkpoint, load_checkpoint, append_rows, read_table)
+from .core import (Preset, Paths, TrainConfig, ViTConfig, get_preset, config_hash, seed_everything, derive_seed, get_paths,
+                           save_checkpoint, load_checkpoint, append_rows, read_table, lookup, parse_list, fingerprint,
+                           measured_elsewhere, default_preset)
 from .data import Normalize, get_dataset_info, load_cifar, batches
 from .ep import EPCNN, ep_gradients, accuracy_per_step
 import torchattacks
@@ -25,10 +26,11 @@ from torchvision.models import VisionTransformer
 from torchvision.transforms import v2 as T
 
 # %% auto #0
-__all__ = ['MODELS', 'BPCNN', 'ModelSpec', 'build_bp_cnn', 'bp_step', 'build_ep_cnn', 'ep_step', 'adv_step', 'build_vit',
-           'get_model_spec', 'build_model', 'layer_groups', 'make_optimizer', 'make_scheduler', 'default_device',
-           'predict', 'evaluate', 'TrainingDiverged', 'TrainResult', 'model_key', 'checkpoint_path', 'train_epoch',
-           'train_model', 'parse_seeds', 'parse_names', 'for_dataset', 'stage_configs', 'trained_models', 'train_stage']
+__all__ = ['MODELS', 'TRAIN_KEYS', 'BPCNN', 'ModelSpec', 'build_bp_cnn', 'bp_step', 'build_ep_cnn', 'ep_step', 'adv_step',
+           'build_vit', 'get_model_spec', 'build_model', 'layer_groups', 'make_optimizer', 'make_scheduler',
+           'default_device', 'predict', 'evaluate', 'TrainingDiverged', 'TrainResult', 'model_key', 'checkpoint_path',
+           'train_epoch', 'train_model', 'parse_seeds', 'parse_names', 'for_dataset', 'stage_configs', 'StageArgs',
+           'Stage', 'open_stage', 'train_stage']
 
 # %% ../nbs/03_train.ipynb #e2d7870a
 class BPCNN(nn.Module):
@@ -97,8 +99,7 @@ MODELS = {'bp_cnn': ModelSpec(build_bp_cnn, bp_step), 'ep_cnn': ModelSpec(build_
 
 def get_model_spec(name: str) -> ModelSpec:
     "The registered model kind `name`; an unknown name fails listing the valid ones."
-    if name not in MODELS: raise KeyError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
-    return MODELS[name]
+    return lookup(MODELS, name, 'model')
 
 def build_model(cfg: TrainConfig) -> nn.Module:
     "A fresh (untrained) model for `cfg`."
@@ -157,14 +158,17 @@ class TrainingDiverged(FloatingPointError):
 class TrainResult:
     model: nn.Module
     history: list            # one dict per finished epoch
-    key: str                 # content hash of (config, seed): the checkpoint's name
+    key: str                 # content hash of (config, seed): the config hash in result rows
     path: Path
     cached: bool             # True if nothing had to be trained
+    data: str = ''           # fingerprint of the training data it was trained on
+    weights: str = ''        # fingerprint of its trained weights: every result row measured on them carries it
 
 def model_key(cfg: TrainConfig, seed: int) -> str: return config_hash(cfg, seed)
 
-def checkpoint_path(cache: Path | str, cfg: TrainConfig, seed: int) -> Path:
-    return Path(cache) / 'models' / cfg.model / f'{model_key(cfg, seed)}.pt'
+def checkpoint_path(cache: Path | str, cfg: TrainConfig, seed: int, data: str) -> Path:
+    "Where the model of (`cfg`, `seed`) trained on the data with fingerprint `data` is kept: other data, another file."
+    return Path(cache) / 'models' / cfg.model / f'{model_key(cfg, seed)}-{data}.pt'
 
 def _diverged(what: str, path: Path, done_epochs: int) -> TrainingDiverged:
     kept = f"the last good checkpoint ({path}, epoch {done_epochs}) is kept" if done_epochs else "no checkpoint was written"
@@ -190,17 +194,21 @@ def train_epoch(model, opt, cfg: TrainConfig, x, y, gen, device, epoch: int, des
         if b % 20 == 0: bar.set_postfix(loss=f'{loss_sum / seen:.3f}', acc=f'{correct / seen:.3f}')
     return dict(train_loss=loss_sum / seen, train_acc=correct / seen)
 
+def _result(model, ck, path, cached) -> TrainResult:
+    return TrainResult(model, ck['history'], ck['key'], path, cached, ck['data'], fingerprint(model.state_dict()))
+
 def train_model(cfg: TrainConfig, seed: int, train_data, test_data, cache: Path | str,
                 progress: bool = True, callbacks=(), eval_batch_size: int = 200, device=None) -> TrainResult:
     "Train (or resume, or load) the model of `cfg` with `seed` on `device` (default: CUDA if any); checkpoint every epoch."
-    key, path = model_key(cfg, seed), checkpoint_path(cache, cfg, seed)
+    data = fingerprint(*train_data)
+    key, path = model_key(cfg, seed), checkpoint_path(cache, cfg, seed, data)
     seed_everything(seed); device = torch.device(device) if device else default_device()
     model = build_model(cfg).to(device); opt = make_optimizer(model, cfg); sched = make_scheduler(opt, cfg)
     start, history = 0, []
     if path.exists():
         ck = load_checkpoint(path, key)
         model.load_state_dict(ck['model'])
-        if ck['done']: return TrainResult(model, ck['history'], key, path, cached=True)
+        if ck['done']: return _result(model, ck, path, cached=True)
         opt.load_state_dict(ck['opt']); sched.load_state_dict(ck['sched'])
         start, history = ck['epoch'], list(ck['history'])
     (x, y), (xt, yt) = train_data, test_data
@@ -215,27 +223,23 @@ def train_model(cfg: TrainConfig, seed: int, train_data, test_data, cache: Path 
         lr = opt.param_groups[0]['lr']; sched.step()
         row = dict(epoch=epoch + 1, **stats, test_acc=evaluate(model, xt, yt, eval_batch_size), lr=lr, seconds=time.time() - t0)
         history.append(row)
-        save_checkpoint(path, dict(key=key, kind='model', config=asdict(cfg), seed=seed, epoch=epoch + 1,
-                                   done=epoch + 1 == cfg.epochs, model=model.state_dict(), opt=opt.state_dict(),
-                                   sched=sched.state_dict(), history=history))
+        ck = dict(key=key, kind='model', config=asdict(cfg), seed=seed, data=data, epoch=epoch + 1, done=epoch + 1 == cfg.epochs,
+                  model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), history=history)
+        save_checkpoint(path, ck)
         if progress: tqdm.write(f"{name} epoch {epoch + 1}: loss {row['train_loss']:.3f} "
                                 f"train {row['train_acc']:.3f} test {row['test_acc']:.3f} ({row['seconds']:.0f}s)")
         for cb in callbacks: cb(epoch + 1, row)
-    return TrainResult(model, history, key, path, cached=False)
+    if start == cfg.epochs: raise RuntimeError(f"checkpoint {path} has all {start} epochs but is not marked done: delete it to retrain")
+    return _result(model, ck, path, cached=False)
 
 # %% ../nbs/03_train.ipynb #f940816d
 def parse_seeds(seeds) -> tuple[int, ...] | None:
-    "Seeds from papermill/CLI input: None, an int, a list, or a string like '11,13'."
-    if seeds is None or seeds == '': return None
-    if isinstance(seeds, str): seeds = [s for s in seeds.replace('[', '').replace(']', '').replace(',', ' ').split()]
-    if not isinstance(seeds, (list, tuple)): seeds = [seeds]
-    return tuple(int(s) for s in seeds)
+    "Seeds from papermill/CLI input: None, 11, '11,13', '[11, 13]' or a list."
+    return parse_list(seeds, int, 'seeds', '11,13')
 
 def parse_names(names) -> tuple[str, ...] | None:
-    "Names from papermill/CLI input: None, a string ('a,b') or a list."
-    if names is None or names == '': return None
-    if isinstance(names, str): names = names.replace(',', ' ').split()
-    return tuple(names)
+    "Names from papermill/CLI input: None, 'a,b' or a list."
+    return parse_list(names, str, 'names', 'bp_cnn,ep_cnn')
 
 def for_dataset(cfg: TrainConfig, dataset: str) -> TrainConfig:
     "`cfg` on `dataset`; CIFAR-100 gets the paper's protocol (method.md §1): reflect-padded crops, EP-CNN conv4 ×2 and β 1.0."
@@ -247,45 +251,90 @@ def for_dataset(cfg: TrainConfig, dataset: str) -> TrainConfig:
 
 def stage_configs(preset, models=None, dataset: str = 'cifar10') -> dict:
     "The preset's `TrainConfig`s for `models` (default: all), switched to `dataset`."
-    p = get_preset(preset); models = parse_names(models) or tuple(p.train)
-    bad = [m for m in models if m not in p.train]
-    if bad: raise KeyError(f"preset {p.name!r} has no model {bad[0]!r}; its models: {', '.join(p.train)}")
-    get_dataset_info(dataset)
-    return {m: for_dataset(p.train[m], dataset) for m in models}
+    p = get_preset(preset); get_dataset_info(dataset)
+    names = parse_names(models) or tuple(p.train)
+    for m in names: lookup(p.train, m, 'model', hint=f" (the models of preset {p.name!r})")
+    return {m: for_dataset(p.train[m], dataset) for m in names}
 
-def trained_models(p, cfgs: dict, seeds, train, test, paths, progress: bool = True, device=None):
-    "Yield (name, cfg, TrainResult, ids) for each of a stage's models and seeds, training (or resuming) any not in the cache."
-    for name, cfg in cfgs.items():
-        for seed in seeds:
-            r = train_model(cfg, seed, train, test, paths.cache, progress, eval_batch_size=p.eval_batch_size, device=device)
-            yield name, cfg, r, dict(preset=p.name, dataset=cfg.dataset, model=name, seed=seed, config_hash=r.key)
+# %% ../nbs/03_train.ipynb #4c30755b
+@dataclass(frozen=True)
+class StageArgs:
+    "The settings every stage shares: the papermill cells' flat parameters, checked."
+    preset: str | None = None        # None: `default_preset()` (tiny under nbdev-test, else the last one run, else cpu)
+    seeds: tuple | None = None       # None: the preset's seeds
+    models: tuple | None = None      # None: all of the preset's models
+    dataset: str = 'cifar10'
+    data_root: str | None = None     # None: $EPROBUST_DATA, else data/cifar10
+    out_dir: str | None = None       # None: $EPROBUST_OUT, else the project folder
+    cache_dir: str | None = None     # None: $EPROBUST_CACHE, else <out_dir>/cache
+    device: str | None = None        # None: CUDA if available
+    progress: bool = True
 
-def train_stage(preset: str = 'tiny', seeds=None, models=None, dataset: str = 'cifar10', data_root=None,
-                out_dir=None, cache_dir=None, progress: bool = True, device=None):
-    "Train a preset's models for its seeds; append `train_metrics.csv` and `clean_accuracy.csv` (a cached model's rows are reused). Returns both."
-    p = get_preset(preset); cfgs = stage_configs(p, models, dataset)
-    seeds = parse_seeds(seeds) or p.seeds; paths = get_paths(out_dir, cache_dir)
-    train = load_cifar(data_root, dataset, 'train', cache_dir=paths.cache, progress=progress)
-    test = load_cifar(data_root, dataset, 'test', n=p.n_test, cache_dir=paths.cache, progress=progress)
+    def __post_init__(self):
+        put = lambda k, v: object.__setattr__(self, k, v)
+        put('preset', get_preset(self.preset or default_preset(get_paths(self.out_dir, self.cache_dir))).name)
+        put('seeds', parse_seeds(self.seeds))
+        put('models', parse_names(self.models))
+        stage_configs(self.preset, self.models, self.dataset)    # unknown model or dataset: fail before any work
+
+@dataclass
+class Stage:
+    "A stage's resolved context; `models()` trains (or loads) each model and yields it with its row ids."
+    args: StageArgs
+    preset: Preset
+    cfgs: dict                       # model name -> TrainConfig
+    seeds: tuple
+    paths: Paths
+    train: tuple                     # (x uint8, y) training images
+    test: tuple                      # the preset's test images (its first n_test)
+
+    def models(self):
+        "Yield (name, cfg, TrainResult, ids) for each model and seed, training any that are not in the cache."
+        a = self.args
+        for name, cfg in self.cfgs.items():
+            for seed in self.seeds:
+                r = train_model(cfg, seed, self.train, self.test, self.paths.cache, a.progress,
+                                eval_batch_size=self.preset.eval_batch_size, device=a.device)
+                if r.cached and a.progress: print(f"{name} seed {seed}: cached model {r.path.name} (weights {r.weights})")
+                yield name, cfg, r, dict(preset=self.preset.name, dataset=cfg.dataset, model=name, seed=seed,
+                                         config_hash=r.key, data=r.data, weights=r.weights)
+
+def open_stage(args: StageArgs | None = None, **kw) -> Stage:
+    "Resolve a stage's preset, model configs, seeds, paths and data; `kw` override fields of `args`."
+    a = replace(args or StageArgs(), **kw)
+    p, paths = get_preset(a.preset), get_paths(a.out_dir, a.cache_dir)
+    cfgs = stage_configs(p, a.models, a.dataset)
+    train = load_cifar(a.data_root, a.dataset, 'train', cache_dir=paths.cache, progress=a.progress)
+    test = load_cifar(a.data_root, a.dataset, 'test', n=p.n_test, cache_dir=paths.cache, progress=a.progress)
+    if a.progress: print(f"preset {p.name}, {a.dataset}: models {', '.join(cfgs)}; seeds {a.seeds or p.seeds}; results in {paths.results}")
+    return Stage(a, p, cfgs, a.seeds or p.seeds, paths, train, test)
+
+# %% ../nbs/03_train.ipynb #b8d47b37
+TRAIN_KEYS = ['preset', 'dataset', 'model', 'seed', 'config_hash']
+
+def _free_phase_rows(st: Stage, cfg, r, ids, old) -> list[dict]:
+    "Test accuracy after each free-phase step (Fig. 1b); reused from `old` rows measured on these very weights."
+    n = len(st.test[1])
+    if old is not None and {'weights', 'n_test'} <= set(old):
+        prev = old[(old[list(ids)].astype(str) == pd.Series({k: str(v) for k, v in ids.items()})).all(axis=1) & (old['n_test'] == n)]
+        if len(prev): return prev.to_dict('records')
+    acc = accuracy_per_step(r.model, *st.test, max(cfg.ep.T_free, 30), st.preset.eval_batch_size)
+    return [{**ids, 'step': t + 1, 'acc': a, 'T_free': cfg.ep.T_free, 'n_test': n} for t, a in enumerate(acc.tolist())]
+
+def _clean_row(st: Stage, cfg, r, ids) -> dict:
+    return {**ids, 'clean_acc': evaluate(r.model, *st.test, st.preset.eval_batch_size), 'n_test': len(st.test[1]),
+            'epochs': cfg.epochs, 'train_seconds': sum(h['seconds'] for h in r.history), 'cached': r.cached}
+
+def train_stage(args: StageArgs | None = None, **kw):
+    "Train a preset's models for its seeds (`kw` override `args`); append the train tables. Returns (clean, metrics)."
+    st = open_stage(args, **kw); res = st.paths.results
+    free_old = read_table(res / 'free_phase_accuracy.csv') if (res / 'free_phase_accuracy.csv').exists() else None
     metrics, clean, free = [], [], []
-    old = {f: read_table(paths.results / f) for f in ('clean_accuracy.csv', 'free_phase_accuracy.csv') if (paths.results / f).exists()}
-    def previous(table, ids):   # rows an earlier run computed for this very model (same config hash) on as many test images
-        t = old.get(table)
-        return [] if t is None else t[(t[list(ids)] == pd.Series(ids)).all(axis=1) & (t['n_test'] == len(test[1]))].to_dict('records')
-    for name, cfg, r, ids in trained_models(p, cfgs, seeds, train, test, paths, progress, device):
+    for name, cfg, r, ids in st.models():
         metrics += [{**ids, **h} for h in r.history]
-        prev = previous('clean_accuracy.csv', ids) if r.cached else []
-        clean.append({**prev[0], 'cached': True} if prev else
-                     {**ids, 'clean_acc': evaluate(r.model, *test, p.eval_batch_size), 'n_test': len(test[1]),
-                      'epochs': cfg.epochs, 'train_seconds': sum(h['seconds'] for h in r.history), 'cached': r.cached})
-        if isinstance(r.model, EPCNN):
-            prev = previous('free_phase_accuracy.csv', ids) if r.cached else []
-            if prev: free += prev; continue
-            T = max(cfg.ep.T_free, 30)
-            acc = accuracy_per_step(r.model, *test, T, p.eval_batch_size)
-            free += [{**ids, 'step': t + 1, 'acc': a, 'T_free': cfg.ep.T_free, 'n_test': len(test[1])} for t, a in enumerate(acc.tolist())]
-    keys = ['preset', 'dataset', 'model', 'seed', 'config_hash']
-    append_rows(paths.results / 'train_metrics.csv', metrics, keys + ['epoch'])
-    append_rows(paths.results / 'clean_accuracy.csv', clean, keys)
-    if free: append_rows(paths.results / 'free_phase_accuracy.csv', free, keys + ['step'])
+        clean.append(_clean_row(st, cfg, r, ids))
+        if isinstance(r.model, EPCNN): free += _free_phase_rows(st, cfg, r, ids, free_old)
+    append_rows(res / 'train_metrics.csv', metrics, TRAIN_KEYS + ['epoch'])
+    append_rows(res / 'clean_accuracy.csv', clean, TRAIN_KEYS)
+    if free: append_rows(res / 'free_phase_accuracy.csv', free, TRAIN_KEYS + ['step'])
     return pd.DataFrame(clean), pd.DataFrame(metrics)
