@@ -6,11 +6,11 @@ Docs: https://eprobust.github.io/eprobust/pipeline.html.md"""
 
 # %% ../nbs/07_pipeline.ipynb #c322fbd8
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, json, os, sys, tempfile, time
 from pathlib import Path
-from .core import get_preset, get_paths, project_root, PRESETS
+from .core import get_preset, get_paths, project_root, record_preset, lookup, PRESETS
 from .data import get_dataset_info
-from .train import parse_seeds
+from .train import parse_seeds, StageArgs
 
 # %% auto #0
 __all__ = ['STAGES', 'nbs_dir', 'parse_stages', 'stage_cells', 'run_stage', 'parse_datasets', 'reproduce', 'main']
@@ -25,7 +25,7 @@ STAGES = {
 
 def nbs_dir() -> Path:
     "The folder holding the stage notebooks (the package must be installed from a checkout: `pip install -e .`)."
-    d = project_root(Path(__file__).parent) / 'nbs'
+    d = (project_root(Path(__file__).parent) or Path.cwd()) / 'nbs'   # the notebooks of the installed checkout
     if not (d / STAGES['train'][0]).exists(): raise FileNotFoundError(f"stage notebooks not found in {d}: install eprobust from a git checkout with `pip install -e .`")
     return d
 
@@ -33,8 +33,7 @@ def parse_stages(stages) -> list[str]:
     "Stage names in pipeline order; an unknown one fails listing the valid ones."
     if stages is None or stages == '' or stages == 'all': return list(STAGES)
     names = stages.replace(',', ' ').split() if isinstance(stages, str) else list(stages)
-    bad = [s for s in names if s not in STAGES]
-    if bad: raise KeyError(f"unknown stage {bad[0]!r}; valid stages: {', '.join(STAGES)}")
+    for s in names: lookup(STAGES, s, 'stage')
     return [s for s in STAGES if s in names]
 
 # %% ../nbs/07_pipeline.ipynb #19b4512e
@@ -46,20 +45,30 @@ def stage_cells(nb: dict) -> dict:
     exported = lambda c: any(l.startswith(('#| export', '#| default_exp')) for l in ''.join(c['source']).splitlines()[:3])
     return {**nb, 'cells': [c for i, c in enumerate(cells) if i >= k or c['cell_type'] == 'markdown' or exported(c)]}
 
+def _execute(src: Path, out: Path, params: dict, progress: bool):
+    "Run papermill into a temporary of this run's own, then move it onto `out`: concurrent runs never interleave one file."
+    import papermill as pm
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f'.{out.stem}.', suffix='.tmp.ipynb'); os.close(fd)
+    try: pm.execute_notebook(str(src), tmp, parameters=params, cwd=str(nbs_dir()), kernel_name='python3',
+                             progress_bar=False, log_output=progress)
+    finally:
+        if Path(tmp).stat().st_size: os.replace(tmp, out)            # a failed run's record (with its traceback) is kept too
+        Path(tmp).unlink(missing_ok=True)
+
 def run_stage(name: str, params: dict, paths=None, progress: bool = True) -> Path:
     "Execute stage `name` with papermill; returns the executed notebook's path."
-    import logging, papermill as pm
+    import logging
     logging.basicConfig(level=logging.INFO, format='%(message)s')   # papermill streams the stage's output at INFO
     nb, accepted = STAGES[name]; paths = paths or get_paths(params.get('out_dir'))
     per_dataset = 'dataset' in accepted and params.get('dataset')   # one record per dataset for the stages that take one
     out = paths.runs / str(params.get('preset', 'run')) / (params['dataset'] if per_dataset else '') / nb
     out.parent.mkdir(parents=True, exist_ok=True)
     kept = {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items() if k in accepted and v is not None}
-    src = out.with_name(out.stem + '.input.ipynb')   # the stage's cells; written beside the record, removed after
-    src.write_text(json.dumps(stage_cells(json.loads((nbs_dir() / nb).read_text()))))
-    try: pm.execute_notebook(str(src), str(out), parameters=kept, cwd=str(nbs_dir()), kernel_name='python3',
-                             progress_bar=False, log_output=progress)
-    finally: src.unlink(missing_ok=True)
+    fd, src = tempfile.mkstemp(dir=out.parent, prefix=f'.{out.stem}.', suffix='.input.ipynb'); os.close(fd)
+    try:
+        Path(src).write_text(json.dumps(stage_cells(json.loads((nbs_dir() / nb).read_text()))))   # the stage's cells only
+        _execute(Path(src), out, kept, progress)
+    finally: Path(src).unlink(missing_ok=True)
     return out
 
 def parse_datasets(dataset, preset: str, data_root=None) -> list[str]:
@@ -77,11 +86,18 @@ def parse_datasets(dataset, preset: str, data_root=None) -> list[str]:
     for d in names: get_dataset_info(d)
     return names
 
+def _absolute_data_env():
+    "A relative `EPROBUST_DATA` means relative to where the user ran the command, not to the kernels' folder (nbs/)."
+    if os.environ.get('EPROBUST_DATA'): os.environ['EPROBUST_DATA'] = str(Path(os.environ['EPROBUST_DATA']).resolve())
+
 def reproduce(preset: str = 'cpu', seeds=None, models=None, dataset=None, data_root=None, out_dir=None,
               cache_dir=None, stages=None, progress: bool = True, device=None) -> list[Path]:
     "Run the pipeline's stages in order for `preset` on each dataset (see `parse_datasets`); returns the executed notebooks."
+    _absolute_data_env()
     p = get_preset(preset); names = parse_stages(stages); datasets = parse_datasets(dataset, p.name, data_root)
     paths = get_paths(out_dir, cache_dir)
+    print(f'[eprobust] writing results/, figures/, runs/ under {paths.root} (cache: {paths.cache})', flush=True)
+    record_preset(p.name, paths)
     params = dict(preset=p.name, seeds=list(parse_seeds(seeds)) if seeds else None, models=models,
                   data_root=str(Path(data_root).resolve()) if data_root else None, out_dir=str(paths.root), cache_dir=str(paths.cache),
                   device=device)
@@ -115,9 +131,14 @@ def main(argv=None):
     if a.cmd == 'stages':
         for k, (nb, ps) in STAGES.items(): print(f'{k:10s} nbs/{nb}  parameters: {", ".join(ps)}')
         return 0
-    try: get_preset(a.preset); parse_stages(a.stages); parse_datasets(a.dataset or 'cifar10', a.preset)
-    except KeyError as e: ap.error(e.args[0])
+    try:   # bad input fails here, in one line, not after a papermill traceback
+        parse_stages(a.stages)
+        for d in parse_datasets(a.dataset or 'cifar10', get_preset(a.preset).name): StageArgs(a.preset, a.seeds, a.models, d)
+    except (KeyError, ValueError) as e: ap.error(str(e))
     t0 = time.time()
     reproduce(a.preset, a.seeds, a.models, a.dataset, a.data_root, a.out_dir, a.cache_dir, a.stages, device=a.device)
     print(f'[eprobust] {a.preset} pipeline finished in {time.time() - t0:.0f}s')
     return 0
+
+if __name__ == '__main__' and '__file__' in globals():   # `python -m eprobust.pipeline ...` (not when this cell runs in a notebook)
+    sys.exit(main())
