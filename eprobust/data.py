@@ -7,7 +7,10 @@ Docs: https://eprobust.github.io/eprobust/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #d68f9333
 from __future__ import annotations
+import hashlib
+import os
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -16,11 +19,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
-from .core import config_hash, default_data_root
+from .core import atomic_write, config_hash, default_data_root, lookup
 
 # %% auto #0
-__all__ = ['DATASETS', 'DatasetInfo', 'get_dataset_info', 'ContiguousGrad', 'Normalize', 'detect_layout', 'load_cifar',
-           'write_official', 'augment', 'to_float', 'batches']
+__all__ = ['DATASETS', 'DatasetInfo', 'get_dataset_info', 'ContiguousGrad', 'Normalize', 'write_official', 'write_png_tree',
+           'DataError', 'detect_layout', 'load_cifar', 'augment', 'to_float', 'batches']
 
 # %% ../nbs/01_data.ipynb #56cbc60b
 @dataclass(frozen=True)
@@ -47,8 +50,7 @@ DATASETS = {
 
 def get_dataset_info(name: str) -> DatasetInfo:
     "Info for dataset `name`; an unknown name fails listing the valid ones."
-    if name not in DATASETS: raise KeyError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
-    return DATASETS[name]
+    return lookup(DATASETS, name, 'dataset')
 
 class ContiguousGrad(torch.autograd.Function):
     """Identity whose gradient comes back in the default layout. The CNNs keep channels-last maps (faster convolutions
@@ -67,85 +69,225 @@ class Normalize(nn.Module):
         self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1))
     def forward(self, x): return (ContiguousGrad.apply(x) - self.mean) / self.std
 
+# %% ../nbs/01_data.ipynb #9bd246c3
+def write_official(root: Path | str, dataset: str, x_train, y_train, x_test, y_test):
+    "Write uint8 NCHW arrays as the official python pickle files of `dataset` under `root`."
+    info = get_dataset_info(dataset)
+    d = Path(root) / info.official_dir
+    d.mkdir(parents=True, exist_ok=True)
+    def dump(name, x, y):
+        with open(d / name, 'wb') as fh:
+            pickle.dump({'data': np.asarray(x, np.uint8).reshape(len(x), -1), info.label_key: [int(v) for v in y]}, fh)
+    chunks = np.array_split(np.arange(len(x_train)), len(info.train_files))
+    for f, idx in zip(info.train_files, chunks):
+        dump(f, x_train[idx], y_train[idx])
+    dump(info.test_files[0], x_test, y_test)
+
+def write_png_tree(root: Path | str, classes, x_train, y_train, x_test, y_test):
+    "Write uint8 NCHW arrays as a PNG tree `{train,test}/<class>/<index>_<class>.png` plus `labels.txt` under `root`."
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / 'labels.txt').write_text('\n'.join(classes) + '\n')
+    for split, x, y in (('train', x_train, y_train), ('test', x_test, y_test)):
+        for i, (im, c) in enumerate(zip(np.asarray(x, np.uint8), y)):
+            f = root / split / classes[c] / f'{i}_{classes[c]}.png'
+            f.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(im.transpose(1, 2, 0)).save(f)
+
 # %% ../nbs/01_data.ipynb #5f67be23
+class DataError(ValueError):
+    "Data files that are unreadable, misnamed or incomplete; the message names the file or folder and the fix."
+
 def detect_layout(root: Path, info: DatasetInfo) -> str:
     "'official' or 'png' for what `root` holds; fails naming what was looked for."
     root = Path(root)
-    if (root / info.official_dir).is_dir(): return 'official'
-    if (root / 'labels.txt').is_file() and (root / 'train').is_dir() and (root / 'test').is_dir(): return 'png'
+    if (root / info.official_dir).is_dir():
+        return 'official'
+    if (root / 'labels.txt').is_file() and (root / 'train').is_dir() and (root / 'test').is_dir():
+        return 'png'
     raise FileNotFoundError(
         f"no {info.name} data under {root.resolve()}: looked for the official python files "
         f"({root / info.official_dir}/) or a PNG tree (train/, test/, labels.txt). Get the official archive "
         f"from {info.url} and extract it there, or call load_cifar(..., download=True) where the network "
         f"allows, or set EPROBUST_DATA (or the data_root parameter) to a folder that holds the data.")
 
-def _read_official(root: Path, info: DatasetInfo, split: str):
-    files = info.train_files if split == 'train' else info.test_files
-    xs, ys = [], []
-    for f in files:
-        p = root / info.official_dir / f
-        if not p.is_file(): raise FileNotFoundError(f"missing {p}: the {info.official_dir}/ folder is incomplete; re-extract {info.url}")
-        with open(p, 'rb') as fh: d = pickle.load(fh, encoding='latin1')
-        if 'data' not in d or info.label_key not in d: raise ValueError(f"{p} is not a {info.name} batch file (keys: {sorted(d)})")
-        xs.append(np.asarray(d['data'], dtype=np.uint8).reshape(-1, 3, 32, 32)); ys.append(np.asarray(d[info.label_key]))
-    return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+def _official_files(root: Path, info: DatasetInfo, split: str) -> list[Path]:
+    "The batch files of `split` in the official order; a missing one fails naming it."
+    paths = [root / info.official_dir / f for f in (info.train_files if split == 'train' else info.test_files)]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing {missing[0]}: the {info.official_dir}/ folder is incomplete; re-extract {info.url}")
+    return paths
 
-def _read_png_tree(root: Path, split: str, n_classes: int, progress=True):
+def _unpickle(p: Path, info: DatasetInfo) -> dict:
+    "One batch file's dict; a damaged or foreign file fails naming it and the fix."
+    try:
+        with open(p, 'rb') as fh:
+            d = pickle.load(fh, encoding='latin1')
+    except Exception as e:   # a damaged pickle can raise nearly anything (UnpicklingError, EOFError, ValueError, ...)
+        raise DataError(f"cannot read {p} ({type(e).__name__}: {e}): the file is damaged or truncated; "
+                        f"delete it and re-extract {info.url}") from e
+    if not isinstance(d, dict) or 'data' not in d or info.label_key not in d:
+        raise DataError(f"{p} is not a {info.name} batch file (it holds no 'data' and {info.label_key!r}); re-extract {info.url}")
+    return d
+
+def _read_batch(p: Path, info: DatasetInfo):
+    "(x uint8 (N,3,32,32), y int64 (N,)) of one batch file."
+    d = _unpickle(p, info)
+    x = np.asarray(d['data'], dtype=np.uint8)
+    y = np.asarray(d[info.label_key], dtype=np.int64)
+    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or len(x) != len(y):
+        raise DataError(f"{p} holds data of shape {x.shape} and {len(y)} labels, expected (N, 3072) and N; re-extract {info.url}")
+    return x.reshape(-1, 3, 32, 32), y
+
+def _read_official(paths: list[Path], info: DatasetInfo):
+    "(x, y) of a split from its batch files, concatenated in order."
+    xs, ys = zip(*(_read_batch(p, info) for p in paths))
+    return np.concatenate(xs), np.concatenate(ys)
+
+# %% ../nbs/01_data.ipynb #2958e62c
+_PNG_NAME = re.compile(r'(\d+)_(.+)\.png')
+
+def _classes(root: Path, n_classes: int) -> list[str]:
+    "Class names from `labels.txt` (line order = label id); there must be `n_classes` of them."
     classes = (root / 'labels.txt').read_text().split()
-    if len(classes) != n_classes: raise ValueError(f"{root / 'labels.txt'} lists {len(classes)} classes, expected {n_classes}")
-    items = []
-    for y, c in enumerate(classes):
-        for f in (root / split / c).glob('*.png'): items.append((int(f.name.split('_', 1)[0]), y, f))
-    if not items: raise FileNotFoundError(f"no PNG files under {root / split}/<class>/")
-    items.sort(key=lambda t: t[0])
+    if len(classes) != n_classes:
+        raise DataError(f"{root / 'labels.txt'} lists {len(classes)} classes, expected {n_classes}")
+    return classes
+
+def _class_pngs(folder: Path) -> list[os.DirEntry]:
+    "The PNGs of a class folder (none if it is missing); hidden files such as macOS `._x.png` are skipped."
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as it:
+        return [e for e in it if e.name.endswith('.png') and not e.name.startswith('.')]
+
+def _png_index(e: os.DirEntry, c: str) -> int:
+    "The `<index>` of `<index>_<c>.png` in class folder `c`; any other name fails naming the file."
+    m = _PNG_NAME.fullmatch(e.name)
+    if m is None or m.group(2) != c:
+        raise DataError(f"{e.path}: PNGs in {c}/ must be named <index>_{c}.png; rename the file or delete it")
+    return int(m.group(1))
+
+def _png_folders(root: Path, split: str, classes: list[str]) -> dict[str, list[os.DirEntry]]:
+    "The PNGs of each class folder of `split`; every class of labels.txt needs a non-empty folder."
+    found = {c: _class_pngs(root / split / c) for c in classes}
+    missing = [f'{split}/{c}/' for c in classes if not found[c]]
+    if missing:
+        raise DataError(f"no PNGs in {', '.join(missing)} under {root}: labels.txt lists {len(classes)} classes and each "
+                        f"needs a non-empty folder in {split}/; restore the missing folder(s) or re-extract the PNG tree")
+    return found
+
+def _png_items(found: dict[str, list[os.DirEntry]]) -> list[tuple]:
+    "(index, y, path) for every PNG, in the official order; a misnamed PNG fails naming it."
+    return sorted((_png_index(e, c), y, e.path) for y, (c, entries) in enumerate(found.items()) for e in entries)
+
+def _decode_png(f: str) -> np.ndarray:
+    "One 32×32 PNG as uint8 (3,32,32); an unreadable or wrong-sized file fails naming it and the fix."
+    try:
+        with Image.open(f) as im:
+            a = np.asarray(im.convert('RGB'))
+    except Exception as e:   # PIL raises OSError, SyntaxError, ValueError... for damaged files
+        raise DataError(f"cannot read {f} ({type(e).__name__}: {e}): the PNG is damaged or truncated; re-extract "
+                        f"the PNG tree, or delete the file if it does not belong to the data set") from e
+    if a.shape != (32, 32, 3):
+        raise DataError(f"{f} is {a.shape[1]}×{a.shape[0]}, expected 32×32 RGB; re-extract the PNG tree or delete the file")
+    return a.transpose(2, 0, 1)
+
+def _read_png_tree(found: dict[str, list[os.DirEntry]], split: str, progress: bool = True):
+    "(x uint8 (N,3,32,32), y int64 (N,)) decoded from the PNGs of `split` found by `_png_folders`."
+    items = _png_items(found)
     x = np.empty((len(items), 3, 32, 32), np.uint8)
     for i, (_, _, f) in enumerate(tqdm(items, desc=f'decoding {split} PNGs', disable=not progress, mininterval=2)):
-        a = np.asarray(Image.open(f).convert('RGB'))
-        if a.shape != (32, 32, 3): raise ValueError(f"{f} is {a.shape}, expected 32×32 RGB")
-        x[i] = a.transpose(2, 0, 1)
+        x[i] = _decode_png(f)
     return x, np.array([t[1] for t in items], np.int64)
 
 # %% ../nbs/01_data.ipynb #e7e144c1
+@dataclass(frozen=True)
+class _Source:
+    "What a split is read from: the root's layout, a cheap fingerprint of its files, and the files."
+    layout: str
+    key: str
+    files: list | dict   # batch file paths, or the PNGs of each class folder
+
+def _stat_key(files) -> str:
+    "Fingerprint of files given as (relative path, stat result): sorted paths, sizes and mtime_ns."
+    lines = sorted(f'{rel}\t{st.st_size}\t{st.st_mtime_ns}' for rel, st in files)
+    return hashlib.sha256('\n'.join(lines).encode()).hexdigest()[:16]
+
+def _source(root: Path, info: DatasetInfo, split: str) -> _Source:
+    "The layout, fingerprint and files of `split` under `root`."
+    layout = detect_layout(root, info)
+    if layout == 'official':
+        paths = _official_files(root, info, split)
+        return _Source(layout, _stat_key([(p.relative_to(root).as_posix(), p.stat()) for p in paths]), paths)
+    classes = _classes(root, info.n_classes)
+    found = _png_folders(root, split, classes)
+    stats = [(f'{split}/{c}/{e.name}', e.stat()) for c, entries in found.items() for e in entries]
+    return _Source(layout, _stat_key(stats + [('labels.txt', (root / 'labels.txt').stat())]), found)
+
+def _check_labels(y: np.ndarray, info: DatasetInfo, split: str, root: Path):
+    "Labels lie in 0..n_classes-1, and the train split holds every class."
+    out = sorted(set(y[(y < 0) | (y >= info.n_classes)].tolist()))
+    if out:
+        raise DataError(f"{split} labels under {root} include {out[:10]}, outside 0..{info.n_classes - 1}: "
+                        f"these are not {info.name} files; re-extract {info.url}")
+    missing = np.flatnonzero(np.bincount(y, minlength=info.n_classes) == 0).tolist()
+    if split == 'train' and missing:
+        raise DataError(f"the train split under {root} has no images of class(es) {', '.join(map(str, missing))} "
+                        f"({info.name} has {info.n_classes}): the data is incomplete; re-extract it ({info.url})")
+
+def _decode(src: _Source, root: Path, info: DatasetInfo, split: str, progress: bool):
+    "(x, y) of `split` read from its source files, labels checked."
+    if src.layout == 'official':
+        x, y = _read_official(src.files, info)
+    else:
+        x, y = _read_png_tree(src.files, split, progress)
+    _check_labels(y, info, split, root)
+    return x, y
+
+def _save_npz(path: Path, x: np.ndarray, y: np.ndarray):
+    "Write the decoded arrays; a unique temporary per writer, so concurrent decoders never clash."
+    with atomic_write(path) as tmp:
+        with open(tmp, 'wb') as fh:
+            np.savez(fh, x=x, y=y)
+
+def _cached(cache: Path | None, src: _Source, root: Path, info: DatasetInfo, split: str, progress: bool):
+    "(x, y) from the cache file when it exists, else decoded (and cached when `cache` is given)."
+    if cache is not None and cache.exists():
+        with np.load(cache) as z:
+            return z['x'], z['y']
+    x, y = _decode(src, root, info, split, progress)
+    if cache is not None:
+        _save_npz(cache, x, y)
+    return x, y
+
 def load_cifar(root: Path | str | None = None, dataset: str = 'cifar10', split: str = 'train', n: int | None = None,
                cache_dir: Path | str | None = None, download: bool = False, progress: bool = True):
     "(x uint8 (N,3,32,32), y int64 (N,)) for the first `n` images of `split`, in the official order."
     info = get_dataset_info(dataset)
-    if split not in ('train', 'test'): raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if n is not None and n < 1: raise ValueError(f"n must be ≥ 1 or None, got {n}")
+    if split not in ('train', 'test'):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if n is not None and n < 1:
+        raise ValueError(f"n must be ≥ 1 or None, got {n}")
     root = Path(root or default_data_root())
-    if download and not (root / info.official_dir).is_dir(): _download(root, info)
-    layout = detect_layout(root, info)
-    cache = None
-    if cache_dir is not None:
-        cache = Path(cache_dir) / 'data' / f"{dataset}-{split}-{config_hash(str(root.resolve()), layout, split)}.npz"
-    if cache is not None and cache.exists():
-        with np.load(cache) as z: x, y = z['x'], z['y']
-    else:
-        x, y = _read_official(root, info, split) if layout == 'official' else _read_png_tree(root, split, info.n_classes, progress)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True); tmp = cache.with_name(cache.stem + '.tmp.npz')
-            np.savez(tmp, x=x, y=y); tmp.replace(cache)
-    if n is not None: x, y = x[:n], y[:n]
-    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+    if download and not (root / info.official_dir).is_dir():
+        _download(root, info)
+    src = _source(root, info, split)
+    key = config_hash(str(root.resolve()), src.layout, split, src.key)
+    cache = None if cache_dir is None else Path(cache_dir) / 'data' / f"{dataset}-{split}-{key}.npz"
+    x, y = _cached(cache, src, root, info, split, progress)
+    return torch.from_numpy(np.ascontiguousarray(x[:n])), torch.from_numpy(y[:n])
 
 def _download(root: Path, info: DatasetInfo):
+    "Fetch the official files with torchvision; failure names the archive to fetch by hand."
     from torchvision import datasets
     cls = datasets.CIFAR10 if info.name == 'cifar10' else datasets.CIFAR100
-    try: cls(str(root), train=False, download=True)
+    try:
+        cls(str(root), train=False, download=True)
     except Exception as e:
         raise FileNotFoundError(f"could not download {info.name} into {root} ({type(e).__name__}: {e}). "
                                 f"Fetch {info.url} by hand and extract it under {root}.") from e
-
-# %% ../nbs/01_data.ipynb #23bf2ac8
-def write_official(root: Path | str, dataset: str, x_train, y_train, x_test, y_test):
-    "Write uint8 NCHW arrays as the official python pickle files of `dataset` under `root`."
-    info = get_dataset_info(dataset); d = Path(root) / info.official_dir; d.mkdir(parents=True, exist_ok=True)
-    def dump(name, x, y):
-        with open(d / name, 'wb') as fh:
-            pickle.dump({'data': np.asarray(x, np.uint8).reshape(len(x), -1), info.label_key: [int(v) for v in y]}, fh)
-    chunks = np.array_split(np.arange(len(x_train)), len(info.train_files))
-    for f, idx in zip(info.train_files, chunks): dump(f, x_train[idx], y_train[idx])
-    dump(info.test_files[0], x_test, y_test)
 
 # %% ../nbs/01_data.ipynb #bf0c0119
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, pad_mode: str = 'edge') -> torch.Tensor:
