@@ -263,6 +263,11 @@ def default_data_root() -> Path:
     return Path(os.environ.get('EPROBUST_DATA') or find_project() / 'data' / 'cifar10')
 
 # %% ../nbs/00_core.ipynb #1c51212b
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
 @contextmanager
 def atomic_write(path: Path | str):
     "Yield a unique temporary path beside `path`; when the block succeeds it replaces `path` atomically."
@@ -270,6 +275,7 @@ def atomic_write(path: Path | str):
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix=f'.tmp{path.suffix}')
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())       # mkstemp makes 0600 files: give the result the usual permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)

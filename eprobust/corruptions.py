@@ -8,7 +8,7 @@ Docs: https://eprobust.github.io/eprobust/corruptions.html.md"""
 
 # %% ../nbs/05_corruptions.ipynb #3d038416
 from __future__ import annotations
-import importlib, importlib.util, io, json, os, time
+import ctypes, importlib, importlib.util, io, json, os, signal, sys, threading, time, warnings, zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
 from functools import lru_cache, wraps
@@ -19,15 +19,17 @@ from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 from PIL import Image
 from scipy.ndimage import correlate, gaussian_filter, map_coordinates, zoom as scizoom
 from tqdm.auto import tqdm
+from .core import atomic_write, config_hash, file_lock, file_sha256, fingerprint, lookup, parse_list
 
 # %% auto #0
-__all__ = ['PARAMS', 'COMMON', 'EXTRA', 'SEVERITIES', 'CORRUPTIONS', 'MARKER', 'HINT', 'CORRUPTION_PLANS', 'CORRUPTION_KEYS',
-           'gaussian_noise', 'shot_noise', 'impulse_noise', 'speckle_noise', 'gaussian_blur', 'glass_blur',
-           'defocus_blur', 'zoom_blur', 'motion_blur_kernel', 'motion_blur_batch', 'motion_blur', 'snow', 'frost_dir',
-           'frost', 'plasma_fractal', 'fog', 'contrast', 'brightness', 'saturate', 'pixelate', 'jpeg_compression',
-           'elastic_transform', 'spatter', 'image_rngs', 'corrupt', 'regenerate', 'corruption_source', 'load_corrupted',
-           'corruption_grid', 'CorruptionPlan', 'official_root', 'parse_severities', 'corruption_plan', 'save_grid',
-           'corruption_stage']
+__all__ = ['PARAMS', 'COMMON', 'EXTRA', 'SEVERITIES', 'CORRUPTIONS', 'SEED_SCHEME', 'MARKER', 'HINT', 'PROBLEMS',
+           'CORRUPTION_PLANS', 'CORRUPTION_KEYS', 'gaussian_noise', 'shot_noise', 'impulse_noise', 'speckle_noise',
+           'gaussian_blur', 'glass_blur', 'defocus_blur', 'zoom_blur', 'motion_blur_kernel', 'motion_blur_batch',
+           'motion_blur', 'snow', 'frost_dir', 'frost', 'plasma_fractal', 'fog', 'contrast', 'brightness', 'saturate',
+           'pixelate', 'jpeg_compression', 'elastic_transform', 'spatter', 'name_seed', 'image_rngs', 'corrupt',
+           'read_marker', 'file_key', 'file_problem', 'parent_death_signal', 'regenerate', 'corruption_source',
+           'load_corrupted', 'corruption_grid', 'CorruptionPlan', 'official_root', 'parse_severities',
+           'parse_corruptions', 'corruption_plan', 'save_grid', 'corruption_stage']
 
 # %% ../nbs/05_corruptions.ipynb #ac647d36
 PARAMS = {
@@ -283,21 +285,35 @@ def spatter(x, c, rngs):
 CORRUPTIONS = {k: CORRUPTIONS[k] for k in COMMON + EXTRA}
 
 # %% ../nbs/05_corruptions.ipynb #e33f4a2f
+SEED_SCHEME = 'default_rng([seed, crc32(name), severity, index])'   # part of each regenerated file's key: a new scheme regenerates them
+
+def _check_severity(severity: int):
+    "Fail on a severity outside 1–5."
+    if severity not in SEVERITIES:
+        raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+
 def _check(name: str, severity: int):
-    if name not in CORRUPTIONS: raise KeyError(f"unknown corruption {name!r}; valid: {', '.join(CORRUPTIONS)}")
-    if severity not in SEVERITIES: raise ValueError(f"severity must be one of {SEVERITIES}, got {severity!r}")
+    "Fail on an unknown corruption (listing the valid ones) or a severity outside 1–5."
+    lookup(CORRUPTIONS, name, 'corruption')
+    _check_severity(severity)
+
+def name_seed(name: str) -> int:
+    "CRC-32 of `name`: stable across runs and machines (unlike `hash`), and independent of the registry's order."
+    return zlib.crc32(name.encode())
 
 def image_rngs(name: str, severity: int, n: int, seed: int = 0, start: int = 0) -> list:
-    "One generator per image: test-set index `start + i` draws from `default_rng([seed, corruption index, severity, start + i])`."
-    k = list(CORRUPTIONS).index(name)
+    "One generator per image: test-set index `start + i` draws from `default_rng([seed, crc32(name), severity, start + i])`."
+    k = name_seed(name)
     return [np.random.default_rng([seed, k, severity, start + i]) for i in range(n)]
 
 def corrupt(x: np.ndarray, name: str, severity: int, seed: int = 0, start: int = 0) -> np.ndarray:
     "Corrupt uint8 (N,32,32,3) images `x` (test-set indices start…start+N−1) with `name` at `severity` 1–5."
-    _check(name, severity); x = np.asarray(x)
+    _check(name, severity)
+    x = np.asarray(x)
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
         raise ValueError(f"corrupt expects uint8 (N,32,32,3) images, got {x.dtype} {x.shape}")
-    if len(x) == 0: return x.copy()
+    if len(x) == 0:
+        return x.copy()
     return CORRUPTIONS[name](x, severity, image_rngs(name, severity, len(x), seed, start))
 
 # %% ../nbs/05_corruptions.ipynb #ca716531
@@ -306,56 +322,207 @@ HINT = ("get the official files (CIFAR-10-C: https://zenodo.org/records/2535967,
         "https://zenodo.org/records/3555552; extract the .npy files into {root}) or regenerate them with "
         "`eprobust.corruptions.regenerate(root, x_test, y_test)`")
 
-def _save_atomic(path: Path, a: np.ndarray):
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'wb') as f: np.save(f, a)
-    os.replace(tmp, path)
+def _fix(root: Path) -> str:
+    "How to repair folder `root`: rebuild a regenerated one, re-extract an official one."
+    if (root / MARKER).exists():
+        return f"delete the folder {root} and rerun the stage (or `regenerate`) to regenerate it"
+    return f"re-extract the official .npy files into {root}"
 
-def _has(path: Path, shape) -> bool:
-    try: a = np.load(path, mmap_mode='r'); return a.shape == shape and a.dtype == np.uint8
-    except (OSError, ValueError): return False
+def _unreadable(path: Path, root: Path, err: Exception) -> ValueError:
+    "The error for a truncated or corrupt file of folder `root`: names the file and the fix."
+    return ValueError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}): " + _fix(root))
+
+def read_marker(root) -> dict | None:
+    "The `REGENERATED.json` record of folder `root`; None for an official folder (no marker)."
+    root = Path(root)
+    f = root / MARKER
+    if not f.exists():
+        return None
+    try:
+        meta = json.loads(f.read_text())
+    except (OSError, ValueError) as e:      # a bare JSONDecodeError names neither the file nor the fix
+        raise _unreadable(f, root, e) from None
+    if not isinstance(meta, dict) or not {'seed', 'n', 'severities'} <= set(meta):
+        raise _unreadable(f, root, ValueError("no seed, n or severities"))
+    return meta
+
+def _load_npy(path: Path, root: Path) -> np.ndarray:
+    "Memory-map `path`, failing on a truncated or corrupt file with the fix for its folder."
+    try:
+        return np.load(path, mmap_mode='r')
+    except (OSError, ValueError, EOFError) as e:    # numpy's messages ('mmap length is greater…') name no file
+        raise _unreadable(path, root, e) from None
+
+# %% ../nbs/05_corruptions.ipynb #b512233f
+PROBLEMS = {
+    'missing': "{f} is missing",
+    'unrecorded': "{f} has no key or checksum in " + MARKER + " (written by an older eprobust, or not by `regenerate`)",
+    'stale': "{f} was made with other corruption parameters, seed scheme, seed, severities or test images",
+    'modified': "{f} does not match its checksum in " + MARKER + " (modified or corrupt since it was written)",
+}
+
+def file_key(stem: str, meta: dict) -> str:
+    "What `<stem>.npy` of a regenerated folder is made from: `PARAMS[stem]` (none for labels), seed scheme, seed, severities, images."
+    # today's PARAMS and SEED_SCHEME, the folder's seed, severities and images: a changed definition changes the key
+    return config_hash(stem, PARAMS.get(stem), SEED_SCHEME, meta['seed'], meta['severities'], meta.get('data'))
+
+def file_problem(root: Path, meta: dict, stem: str) -> str | None:
+    "Why `<stem>.npy` of regenerated folder `root` (record `meta`) cannot be used as it is: a key of `PROBLEMS`, or None."
+    f = root / f'{stem}.npy'
+    rec = meta.get('files', {}).get(stem)
+    if not f.exists():
+        return 'missing'
+    if rec is None:
+        return 'unrecorded'
+    if rec['key'] != file_key(stem, meta):
+        return 'stale'
+    if file_sha256(f) != rec['sha256']:
+        return 'modified'
+    return None
+
+# %% ../nbs/05_corruptions.ipynb #119aa360
+_PR_SET_PDEATHSIG, _PR_GET_PDEATHSIG = 1, 2  # <linux/prctl.h>
+
+def _prctl():
+    "Linux's `prctl` from the C library, or None elsewhere."
+    if not sys.platform.startswith('linux'):
+        return None
+    return getattr(ctypes.CDLL(None, use_errno=True), 'prctl', None)
+
+def parent_death_signal() -> int:
+    "The signal this process gets when its parent dies (0: none, or not Linux)."
+    sig = ctypes.c_int(0)
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0)
+    return sig.value
+
+def _watch_parent(ppid: int, every: float = 1.):
+    "Where prctl is missing: a daemon thread that ends this process once its parent `ppid` is gone."
+    def watch():
+        while os.getppid() == ppid:
+            time.sleep(every)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+def _worker_init(ppid: int):
+    "Pool initializer: this worker dies with process `ppid`, the one that started the pool."
+    prctl = _prctl()
+    # SIGKILL, not SIGTERM: a forked worker may inherit handlers that catch SIGTERM; it only loses a temporary file
+    if prctl is None or prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        _watch_parent(ppid)
+    if os.getppid() != ppid:      # the parent died before prctl took effect: no signal will come
+        os._exit(1)
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    "A process pool whose workers die with this process."
+    # the pool pickles functions by module path: use the library's copy (a notebook's lives in __main__)
+    init = importlib.import_module('eprobust.corruptions')._worker_init
+    return ProcessPoolExecutor(workers, initializer=init, initargs=(os.getpid(),))
+
+# %% ../nbs/05_corruptions.ipynb #b773c070
+def _save(path: Path, a: np.ndarray) -> str:
+    "Write `a` to `path` atomically; returns the file's SHA-256."
+    with atomic_write(path) as tmp:
+        with open(tmp, 'wb') as f:
+            np.save(f, a)
+    return file_sha256(path)
 
 def _regen_one(root: str, name: str, x: np.ndarray, severities, seed: int, chunk: int = 1000):
-    "Write `<root>/<name>.npy` for every severity (in chunks, to bound memory); returns (name, seconds)."
-    cv2.setNumThreads(1); t = time.time(); n = len(x)
+    "Write `<root>/<name>.npy` for every severity (in chunks, to bound memory); returns (name, seconds, SHA-256)."
+    cv2.setNumThreads(1)          # the pool is the parallelism: OpenCV's own threads would oversubscribe the cores
+    t = time.time()
+    n = len(x)
     out = np.empty((len(severities) * n,) + x.shape[1:], np.uint8)
     for b, s in enumerate(severities):
-        for i in range(0, n, chunk): out[b * n + i: b * n + min(i + chunk, n)] = corrupt(x[i:i + chunk], name, s, seed, start=i)
-    _save_atomic(Path(root) / f'{name}.npy', out)
-    return name, time.time() - t
+        for i in range(0, n, chunk):
+            out[b * n + i: b * n + min(i + chunk, n)] = corrupt(x[i:i + chunk], name, s, seed, start=i)
+    sha = _save(Path(root) / f'{name}.npy', out)
+    return name, time.time() - t, sha
 
-def regenerate(root, x, y, corruptions=None, severities=SEVERITIES, seed: int = 0, workers: int = 2,
-               progress: bool = True) -> Path:
-    "Write CIFAR-C files for test images `x` uint8 (N,32,32,3) (or (N,3,32,32)), labels `y`, into `root`."
-    x = np.ascontiguousarray(np.asarray(x)); y = np.asarray(y)
-    if x.ndim == 4 and x.shape[1] == 3: x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    names = list(corruptions or CORRUPTIONS); severities = tuple(severities)
-    for name in names:
-        for s in severities: _check(name, s)
-    root = Path(root); root.mkdir(parents=True, exist_ok=True)
+def _results(root: Path, x, todo: list, severities, seed: int, workers: int):
+    "Yield `_regen_one`'s (name, seconds, SHA-256) for each corruption in `todo` as it finishes, in `workers` processes."
+    if workers <= 1 or len(todo) <= 1:
+        for name in todo:
+            yield _regen_one(str(root), name, x, severities, seed)
+        return
+    fn = importlib.import_module('eprobust.corruptions')._regen_one      # picklable by module path, as in `_pool`
+    ex = _pool(workers)
+    try:
+        for f in as_completed([ex.submit(fn, str(root), name, x, severities, seed) for name in todo]):
+            yield f.result()
+    finally:
+        ex.shutdown(cancel_futures=True)      # on an error or interrupt, drop the queued corruptions instead of running them
+
+# %% ../nbs/05_corruptions.ipynb #2dfd1552
+def _nhwc(x) -> np.ndarray:
+    "Images as contiguous (N,32,32,3), from (N,32,32,3) or (N,3,32,32)."
+    x = np.asarray(x)
+    if x.ndim == 4 and x.shape[1] == 3:
+        x = x.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x)
+
+def _start_marker(root: Path, x, y, severities, seed: int) -> dict:
+    "The record for these images, seed and severities, with the files recorded so far; another seed, n or severities fails."
+    data = fingerprint(x, np.asarray(y, np.uint8))     # labels as stored: int64 and uint8 copies are the same data
     meta = dict(source='regenerated', parameters="make_cifar_c.py CIFAR parameters", generator='eprobust.corruptions',
-                seed=seed, n=len(x), severities=list(severities), corruptions=names)
-    old = json.loads((root / MARKER).read_text()) if (root / MARKER).exists() else None
+                rng=SEED_SCHEME, seed=seed, n=len(x), severities=list(severities), data=data)
+    old = read_marker(root) or {}
     keys = ('seed', 'n', 'severities')
     if old and any(old[k] != meta[k] for k in keys):
         raise ValueError(f"{root} holds files regenerated with {({k: old[k] for k in keys})}; use another folder")
-    meta['corruptions'] = sorted(set(names) | set(old['corruptions'] if old else []), key=list(CORRUPTIONS).index)
-    meta['date'] = datetime.now(timezone.utc).isoformat(timespec='seconds')
-    (root / MARKER).write_text(json.dumps(meta, indent=1))
-    labels = np.tile(y.astype(np.uint8), len(severities))                # uint8 as the official labels.npy
-    if not (root / 'labels.npy').exists() or not np.array_equal(np.load(root / 'labels.npy'), labels):
-        _save_atomic(root / 'labels.npy', labels)
-    todo = [nm for nm in names if not _has(root / f'{nm}.npy', (len(severities) * len(x),) + x.shape[1:])]
-    bar = tqdm(total=len(todo), desc='regenerate CIFAR-C', disable=not progress)
-    if workers <= 1 or len(todo) <= 1:
-        for nm in todo: bar.set_postfix_str(nm); _regen_one(str(root), nm, x, severities, seed); bar.update()
-    else:
-        # the pool pickles functions by module path: use the library's copy (a notebook's lives in __main__)
-        fn = importlib.import_module('eprobust.corruptions')._regen_one
-        with ProcessPoolExecutor(workers) as ex:
-            for f in as_completed([ex.submit(fn, str(root), nm, x, severities, seed) for nm in todo]):
-                bar.set_postfix_str(f"{f.result()[0]} {f.result()[1]:.0f}s"); bar.update()
-    bar.close(); return root
+    return {**meta, 'files': old.get('files', {})}
+
+def _record(root: Path, meta: dict, stem: str, sha: str) -> dict:
+    "`meta` with `<stem>.npy`'s key and checksum, written to the folder's marker (atomically)."
+    meta = {**meta, 'files': {**meta['files'], stem: dict(key=file_key(stem, meta), sha256=sha)}}
+    out = {**meta, 'corruptions': [c for c in CORRUPTIONS if c in meta['files']],
+           'date': datetime.now(timezone.utc).isoformat(timespec='seconds')}
+    with atomic_write(root / MARKER) as tmp:
+        tmp.write_text(json.dumps(out, indent=1))
+    return meta
+
+def _labels(root: Path, y, meta: dict) -> dict:
+    "Write `labels.npy` (uint8 like the official file, tiled once per severity) unless the current one is there."
+    if file_problem(root, meta, 'labels') is None:
+        return meta
+    labels = np.tile(np.asarray(y).astype(np.uint8), len(meta['severities']))
+    return _record(root, meta, 'labels', _save(root / 'labels.npy', labels))
+
+def _todo(root: Path, meta: dict, names) -> list:
+    "The corruptions whose files must be (re)written; says why for a file that is there but unusable."
+    todo = []
+    for name in names:
+        why = file_problem(root, meta, name)
+        if why == 'modified':
+            warnings.warn(PROBLEMS[why].format(f=root / f'{name}.npy') + ': regenerating it')
+        if why:
+            todo.append(name)
+    return todo
+
+# %% ../nbs/05_corruptions.ipynb #3e0bff29
+def regenerate(root, x, y, corruptions=None, severities=SEVERITIES, seed: int = 0, workers: int = 2,
+               progress: bool = True) -> Path:
+    "Write CIFAR-C files for test images `x` uint8 (N,32,32,3) (or (N,3,32,32)), labels `y`, into `root`; current files are kept."
+    x = _nhwc(x)
+    names = list(corruptions or CORRUPTIONS)
+    severities = tuple(severities)
+    for name in names:
+        for s in severities:
+            _check(name, s)
+    root = Path(root)
+    with file_lock(root / MARKER, timeout=-1):    # one writer per folder: a second run waits, then reuses the files
+        for t in root.glob('.*.tmp.*'):            # a killed run's half-written files (atomic_write's temporaries)
+            t.unlink()
+        meta = _labels(root, y, _start_marker(root, x, y, severities, seed))
+        todo = _todo(root, meta, names)
+        bar = tqdm(total=len(todo), desc='regenerate CIFAR-C', disable=not progress)
+        for name, secs, sha in _results(root, x, todo, severities, seed, workers):
+            meta = _record(root, meta, name, sha)    # recorded as each file lands, so an interrupted run resumes
+            bar.set_postfix_str(f"{name} {secs:.0f}s")
+            bar.update()
+        bar.close()
+    return root
 
 # %% ../nbs/05_corruptions.ipynb #97ffa400
 def corruption_source(root) -> str:
@@ -365,16 +532,26 @@ def corruption_source(root) -> str:
     if (root / 'labels.npy').exists(): return 'official'
     raise FileNotFoundError(f"no CIFAR-C files in {root}: " + HINT.format(root=root))
 
-def _severities(root: Path) -> list:
-    return json.loads((root / MARKER).read_text())['severities'] if (root / MARKER).exists() else list(SEVERITIES)
+def _verify(root: Path, meta: dict, stems):
+    "Fail unless each `<stem>.npy` of regenerated folder `root` is the file recorded for today's definition, byte for byte."
+    for stem in stems:
+        why = file_problem(root, meta, stem)
+        if why:
+            raise ValueError(PROBLEMS[why].format(f=root / f'{stem}.npy') + ": rerun the stage (or `regenerate`), which "
+                             f"regenerates it, or delete the folder {root}")
 
 def load_corrupted(root, name: str, severity: int, n: int | None = None):
     "(x uint8 (n,32,32,3), y int64 (n,)): first `n` test images of `name` at `severity`, official or regenerated folder."
-    _check(name, severity); root = Path(root); sev = _severities(root)
+    _check(name, severity)
+    root = Path(root)
+    meta = read_marker(root)
+    sev = meta['severities'] if meta else list(SEVERITIES)
     f, fl = root / f'{name}.npy', root / 'labels.npy'
     for p in (f, fl):
         if not p.exists(): raise FileNotFoundError(f"missing {p}: " + HINT.format(root=root))
-    x, y = np.load(f, mmap_mode='r'), np.load(fl, mmap_mode='r')
+    if meta:                      # official folders carry no checksums: read as they are
+        _verify(root, meta, (name, 'labels'))
+    x, y = _load_npy(f, root), _load_npy(fl, root)
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(x) % len(sev):
         raise ValueError(f"{f} is {x.dtype} {x.shape}, expected uint8 ({len(sev)}·N, 32, 32, 3): " + HINT.format(root=root))
     if len(y) != len(x): raise ValueError(f"{fl} has {len(y)} labels for {len(x)} images in {f}: " + HINT.format(root=root))
@@ -393,7 +570,6 @@ import pandas as pd
 import torch
 from .core import get_preset, get_paths, append_rows, read_table, default_data_root
 from .data import load_cifar, get_dataset_info
-from .train import stage_configs, trained_models, parse_seeds, parse_names, evaluate
 
 @dataclass(frozen=True)
 class CorruptionPlan:
@@ -419,21 +595,28 @@ def official_root(dataset: str, data_root=None, c_root=None) -> Path | None:
     return None
 
 def parse_severities(sev) -> tuple | None:
-    "Severities from papermill/CLI input: None, 3, '1,3,5' or a list; each in 1..5."
-    if sev is None or sev == '': return None
-    out = parse_seeds(sev)
-    bad = [s for s in out if s not in SEVERITIES]
-    if bad: raise ValueError(f"severity must be one of {SEVERITIES}, got {bad[0]}")
+    "Severities from papermill/CLI input: None, 3, '1,3,5', '[1, 3]' or a list; each in 1..5."
+    out = parse_list(sev, int, 'severities', example='1,3,5')
+    for s in out or ():
+        _check_severity(s)
+    return out
+
+def parse_corruptions(names) -> tuple | None:
+    "Corruption names from papermill/CLI input: None, 'fog,contrast', '[fog, contrast]' or a list; each registered."
+    out = parse_list(names, str, 'corruptions', example='fog,contrast')
+    for c in out or ():
+        lookup(CORRUPTIONS, c, 'corruption')
     return out
 
 def corruption_plan(preset, corruptions=None, severities=None, n_examples=None) -> CorruptionPlan:
     "The preset's plan with any of corruptions/severities/n_examples overridden (checked)."
-    p = get_preset(preset); plan = CORRUPTION_PLANS.get(p.name, CORRUPTION_PLANS['cpu'])
-    names = parse_names(corruptions)
+    p = get_preset(preset)
+    plan = CORRUPTION_PLANS.get(p.name, CORRUPTION_PLANS['cpu'])
+    names, sev = parse_corruptions(corruptions), parse_severities(severities)
     if names:
-        for c in names: _check(c, 1)
         plan = replace(plan, corruptions=names)
-    if parse_severities(severities): plan = replace(plan, severities=parse_severities(severities))
+    if sev:
+        plan = replace(plan, severities=sev)
     if n_examples not in (None, ''):
         if int(n_examples) < 1: raise ValueError(f"n_examples must be ≥ 1, got {n_examples}")
         plan = replace(plan, n=int(n_examples))
@@ -449,15 +632,18 @@ def _images(x: np.ndarray) -> torch.Tensor:
 def save_grid(path: Path, root, names, title: str) -> Path:
     "Test image 0 under each corruption at severities 1–5, read back from `root` (what was evaluated), for the visual check figure."
     grid = np.stack([np.stack([load_corrupted(root, c, s, 1)[0][0] for s in SEVERITIES]) for c in names])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix('.tmp'), 'wb') as f: np.savez(f, grid=grid, names=np.array(names), title=np.array(title))
-    os.replace(path.with_suffix('.tmp'), path); return path
+    with atomic_write(path) as tmp:
+        with open(tmp, 'wb') as f:
+            np.savez(f, grid=grid, names=np.array(names), title=np.array(title))
+    return path
 
 def corruption_stage(preset: str = 'tiny', corruptions=None, severities=None, n_examples=None, models=None, seeds=None,
                      dataset: str = 'cifar10', data_root=None, c_root=None, out_dir=None, cache_dir=None, device=None,
                      progress: bool = True) -> pd.DataFrame:
     "Accuracy of a preset's trained models (training any that are missing) on each corruption × severity; appends `results/corruptions.csv`."
-    p = get_preset(preset); cfgs = stage_configs(p, models, dataset); seeds = parse_seeds(seeds) or p.seeds
+    # imported here, not at the top: the corruption files need no models, so they load while the stage layer changes
+    from eprobust.train import stage_configs, trained_models, evaluate
+    p = get_preset(preset); cfgs = stage_configs(p, models, dataset); seeds = parse_list(seeds, int, 'seeds', '11,13') or p.seeds
     plan = corruption_plan(p, corruptions, severities, n_examples); paths = get_paths(out_dir, cache_dir)
     root = official_root(dataset, data_root, c_root)
     train = load_cifar(data_root, dataset, 'train', cache_dir=paths.cache, progress=progress)
