@@ -23,13 +23,13 @@ from .core import atomic_write, config_hash, file_lock, file_sha256, fingerprint
 
 # %% auto #0
 __all__ = ['PARAMS', 'COMMON', 'EXTRA', 'SEVERITIES', 'CORRUPTIONS', 'SEED_SCHEME', 'MARKER', 'HINT', 'PROBLEMS',
-           'CORRUPTION_PLANS', 'CORRUPTION_KEYS', 'gaussian_noise', 'shot_noise', 'impulse_noise', 'speckle_noise',
-           'gaussian_blur', 'glass_blur', 'defocus_blur', 'zoom_blur', 'motion_blur_kernel', 'motion_blur_batch',
-           'motion_blur', 'snow', 'frost_dir', 'frost', 'plasma_fractal', 'fog', 'contrast', 'brightness', 'saturate',
-           'pixelate', 'jpeg_compression', 'elastic_transform', 'spatter', 'name_seed', 'image_rngs', 'corrupt',
-           'read_marker', 'file_key', 'file_problem', 'parent_death_signal', 'regenerate', 'corruption_source',
-           'load_corrupted', 'corruption_grid', 'CorruptionPlan', 'official_root', 'parse_severities',
-           'parse_corruptions', 'corruption_plan', 'save_grid', 'corruption_stage']
+           'CORRUPTION_PLANS', 'gaussian_noise', 'shot_noise', 'impulse_noise', 'speckle_noise', 'gaussian_blur',
+           'glass_blur', 'defocus_blur', 'zoom_blur', 'motion_blur_kernel', 'motion_blur_batch', 'motion_blur', 'snow',
+           'frost_dir', 'frost', 'plasma_fractal', 'fog', 'contrast', 'brightness', 'saturate', 'pixelate',
+           'jpeg_compression', 'elastic_transform', 'spatter', 'name_seed', 'image_rngs', 'corrupt', 'read_marker',
+           'file_key', 'file_problem', 'parent_death_signal', 'regenerate', 'corruption_source', 'load_corrupted',
+           'corruption_grid', 'CorruptionPlan', 'official_root', 'parse_severities', 'parse_corruptions',
+           'corruption_plan', 'images_id', 'save_grid', 'corruption_stage']
 
 # %% ../nbs/05_corruptions.ipynb #ac647d36
 PARAMS = {
@@ -568,7 +568,7 @@ def corruption_grid(img: np.ndarray, seed: int = 0) -> np.ndarray:
 from dataclasses import dataclass, replace
 import pandas as pd
 import torch
-from .core import get_preset, get_paths, append_rows, read_table, default_data_root
+from .core import get_preset, get_paths, append_rows, read_table, default_data_root, measured_elsewhere
 from .data import load_cifar, get_dataset_info
 
 @dataclass(frozen=True)
@@ -623,7 +623,13 @@ def corruption_plan(preset, corruptions=None, severities=None, n_examples=None) 
     return plan
 
 # %% ../nbs/05_corruptions.ipynb #077d5dd4
-CORRUPTION_KEYS = ['preset', 'dataset', 'model', 'seed', 'config_hash', 'corruption', 'severity', 'n', 'source']
+def images_id(root: Path, name: str) -> str:
+    "What the images in `<root>/<name>.npy` are: its key in a regenerated folder (parameters, seeds, test images), else its size and time."
+    meta = read_marker(root)
+    rec = (meta or {}).get('files', {}).get(name)
+    if rec: return rec['key']
+    st = (Path(root) / f'{name}.npy').stat()
+    return f'official-{st.st_size}-{st.st_mtime_ns}'
 
 def _images(x: np.ndarray) -> torch.Tensor:
     "(N,32,32,3) uint8 → (N,3,32,32) uint8 tensor, the layout the models' loaders use."
@@ -637,44 +643,64 @@ def save_grid(path: Path, root, names, title: str) -> Path:
             np.savez(f, grid=grid, names=np.array(names), title=np.array(title))
     return path
 
-def corruption_stage(preset: str = 'tiny', corruptions=None, severities=None, n_examples=None, models=None, seeds=None,
-                     dataset: str = 'cifar10', data_root=None, c_root=None, out_dir=None, cache_dir=None, device=None,
-                     progress: bool = True) -> pd.DataFrame:
-    "Accuracy of a preset's trained models (training any that are missing) on each corruption × severity; appends `results/corruptions.csv`."
-    # imported here, not at the top: the corruption files need no models, so they load while the stage layer changes
-    from eprobust.train import stage_configs, trained_models, evaluate
-    p = get_preset(preset); cfgs = stage_configs(p, models, dataset); seeds = parse_list(seeds, int, 'seeds', '11,13') or p.seeds
-    plan = corruption_plan(p, corruptions, severities, n_examples); paths = get_paths(out_dir, cache_dir)
-    root = official_root(dataset, data_root, c_root)
-    train = load_cifar(data_root, dataset, 'train', cache_dir=paths.cache, progress=progress)
-    test = load_cifar(data_root, dataset, 'test', cache_dir=paths.cache, progress=progress)
+# %% ../nbs/05_corruptions.ipynb #7736c0af
+def _cifar_c(st, plan: CorruptionPlan, c_root, test) -> tuple[Path, int]:
+    "The CIFAR-C folder to evaluate on (official, else the first n test images regenerated) and n."
     n = min(plan.n or len(test[1]), len(test[1]))
-    if root is None:          # regenerate the first n test images (all 5 severities, so later runs can ask for any)
-        root = paths.cache / 'corruptions' / f'{dataset}-c_regenerated_n{n}_seed{plan.seed}'
-        t0 = time.time()
-        regenerate(root, test[0][:n].numpy(), test[1][:n].numpy(), plan.corruptions, SEVERITIES, plan.seed, progress=progress)
-        if progress: print(f'CIFAR-C for {n} test images ready in {root} ({time.time() - t0:.0f}s)')
-    source = corruption_source(root); table = paths.results / 'corruptions.csv'
-    save_grid(paths.results / f'corruption_grid_{p.name}.npz', root, plan.corruptions, f'test image 0, {dataset}, {source}')
-    done = set()
-    if table.exists(): done = {tuple(r) for r in read_table(table)[CORRUPTION_KEYS].astype(str).itertuples(index=False)}
+    root = official_root(st.args.dataset, st.args.data_root, c_root)
+    if root is not None: return root, n
+    root = st.paths.cache / 'corruptions' / f'{st.args.dataset}-c_regenerated_n{n}_seed{plan.seed}'
+    t0 = time.time()
+    regenerate(root, test[0][:n].numpy(), test[1][:n].numpy(), plan.corruptions, SEVERITIES, plan.seed, progress=st.args.progress)
+    if st.args.progress: print(f'CIFAR-C for {n} test images ready in {root} ({time.time() - t0:.0f}s)')
+    return root, n
+
+def _units(ids: dict, plan: CorruptionPlan, root: Path, n: int, source: str):
+    "(corruption, severity, unit key) for every unit of the plan on the model `ids`."
+    base = {k: v for k, v in ids.items() if k != 'weights'}
+    for c in plan.corruptions:
+        im = images_id(root, c)
+        for s in plan.severities: yield c, s, config_hash(base, c, s, n, source, im)
+
+def _model_rows(st, r, ids: dict, todo: list, ctx: dict) -> list[dict]:
+    "Run `todo` units on one model: its accuracy on each corruption × severity, with the clean accuracy on the same images."
+    from eprobust.train import evaluate
+    root, n, test, bs = ctx['root'], ctx['n'], ctx['test'], st.preset.eval_batch_size
+    clean = evaluate(r.model, test[0][:n], test[1][:n], bs)
+    rows = []
+    for c, s, unit in tqdm(todo, desc=f"{ids['model']} s{ids['seed']} corruptions", disable=not st.args.progress, leave=False):
+        x, y = load_corrupted(root, c, s, n)
+        acc = evaluate(r.model, _images(x), torch.from_numpy(y), bs)
+        rows.append({**ids, 'unit': unit, 'corruption': c, 'severity': s, 'n': len(y), 'source': ctx['source'],
+                     'common': c in COMMON, 'acc': acc, 'clean_acc': clean})
+    return rows
+
+def _done(table: Path) -> set:
+    "(unit, weights) pairs already in the table."
+    if not table.exists(): return set()
+    t = read_table(table)
+    return set(zip(t['unit'], t['weights'])) if {'unit', 'weights'} <= set(t) else set()
+
+def corruption_stage(args=None, plan: CorruptionPlan | None = None, c_root=None, **kw) -> pd.DataFrame:
+    "Accuracy of a preset's trained models (training any that are missing) on each corruption × severity; appends `results/corruptions.csv`."
+    from eprobust.train import open_stage       # the corruption files need no models: import the stage layer only here
+    st = open_stage(args, **kw)
+    plan = plan or corruption_plan(st.preset)
+    test = load_cifar(st.args.data_root, st.args.dataset, 'test', cache_dir=st.paths.cache, progress=st.args.progress)
+    root, n = _cifar_c(st, plan, c_root, test)
+    ctx = dict(root=root, n=n, test=test, source=corruption_source(root))
+    table = st.paths.results / 'corruptions.csv'
+    save_grid(st.paths.results / f'corruption_grid_{st.preset.name}.npz', root, plan.corruptions, f"test image 0, {st.args.dataset}, {ctx['source']}")
     new = []
-    for name, _, r, ids in trained_models(p, cfgs, seeds, train, (test[0][:p.n_test], test[1][:p.n_test]), paths, progress, device):
-        clean, mine = None, []
-        for c in tqdm(plan.corruptions, desc=f"{name} s{ids['seed']} corruptions", disable=not progress, leave=False):
-            key = lambda s: tuple(str(v) for v in {**ids, 'corruption': c, 'severity': s, 'n': n, 'source': source}.values())
-            todo = [s for s in plan.severities if key(s) not in done]
-            if not todo: continue
-            if clean is None: clean = evaluate(r.model, test[0][:n], test[1][:n], p.eval_batch_size)
-            rows = []
-            for s in todo:
-                x, y = load_corrupted(root, c, s, n)
-                rows.append({**ids, 'corruption': c, 'severity': s, 'n': len(y), 'source': source, 'common': c in COMMON,
-                             'acc': evaluate(r.model, _images(x), torch.from_numpy(y), p.eval_batch_size), 'clean_acc': clean})
-            append_rows(table, rows, CORRUPTION_KEYS); mine += rows; done |= {key(s) for s in todo}
-        new += mine
-        if progress and mine:
-            m = pd.DataFrame(mine)
-            print(f"{name} s{ids['seed']}: mean corruption accuracy {m.acc.mean():.3f} "
-                  f"(15 common: {m[m.common].acc.mean():.3f}; clean {clean:.3f}; {source}, n={n})")
+    for name, _, r, ids in st.models():
+        done = _done(table)
+        todo = [u for u in _units(ids, plan, root, n, ctx['source']) if (u[2], r.weights) not in done]
+        if not todo: continue
+        rows = _model_rows(st, r, ids, todo, ctx)
+        base = {k: v for k, v in ids.items() if k != 'weights'}
+        append_rows(table, rows, ['unit'], drop=measured_elsewhere(base, r.weights))
+        new += rows
+        m = pd.DataFrame(rows)
+        if st.args.progress: print(f"{name} s{ids['seed']}: mean corruption accuracy {m.acc.mean():.3f} "
+                                   f"(15 common: {m[m.common].acc.mean():.3f}; clean {m.clean_acc.iloc[0]:.3f}; {ctx['source']}, n={n})")
     return pd.DataFrame(new)

@@ -72,3 +72,21 @@ def test_relative_data_env_from_another_folder(tmp_path, data_root, shared_cache
     assert r.returncode == 0, r.stderr[-2000:]
     assert f'under {out}' in r.stdout
     assert read_table(out / 'results' / 'clean_accuracy.csv').model.tolist() == ['bp_cnn']
+
+def test_new_weights_recompute_the_rows_measured_on_old_ones(tmp_path, data_root, shared_cache):
+    "A model retrained to other weights (same config and seed, e.g. on another CPU) gets its corruption rows measured again."
+    import torch
+    from eprobust.core import load_checkpoint, save_checkpoint
+    from eprobust.corruptions import corruption_stage, corruption_plan
+    kw = dict(preset='tiny', models='bp_cnn', data_root=data_root, out_dir=tmp_path / 'out', cache_dir=tmp_path / 'cache', progress=False)
+    plan = corruption_plan('tiny', 'contrast,fog', '1,5', 32)
+    first = corruption_stage(plan=plan, **kw)
+    assert len(first) == 4 and first.weights.nunique() == 1
+    assert len(corruption_stage(plan=plan, **kw)) == 0                        # same weights: nothing to redo
+    ck_path, = (tmp_path / 'cache' / 'models' / 'bp_cnn').glob('*.pt')
+    ck = load_checkpoint(ck_path)
+    ck['model'] = {k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in ck['model'].items()}
+    save_checkpoint(ck_path, ck)                                               # the "same" model, other weights
+    again = corruption_stage(plan=plan, **kw)
+    t = read_table(tmp_path / 'out' / 'results' / 'corruptions.csv')
+    assert len(again) == 4 and len(t) == 4 and set(t.weights) == set(again.weights) != set(first.weights)
