@@ -7,34 +7,63 @@ Docs: https://eprobust.github.io/eprobust/figures.html.md"""
 
 # %% ../nbs/06_figures.ipynb #2dd660b6
 from __future__ import annotations
-import time
+import functools, hashlib, time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
-from .core import get_paths, load_table, read_table, load_checkpoint, get_preset, project_root
+from .core import PRESETS, atomic_write, default_preset, get_paths, get_preset, lookup
+from .core import load_checkpoint, project_root, read_table
 
 # %% auto #0
-__all__ = ['MODEL_LABELS', 'PAPER_CLEAN_ACC', 'PALETTE', 'GRAD_LABELS', 'ROBUST_PANELS', 'CIFAR10_CLASSES', 'ROBUST_TABLE',
-           'FIGURE_NOTES', 'set_style', 'plot_training_curves', 'plot_clean_accuracy', 'reference_path',
-           'load_reference', 'plot_free_phase_accuracy', 'reference_robustness', 'plot_robustness', 'plot_obfuscation',
+__all__ = ['MODEL_LABELS', 'PAPER_CLEAN_ACC', 'MODEL_COLORS', 'SPARE_COLORS', 'SOURCES', 'REQUIRED', 'FIGURES', 'GRAD_LABELS',
+           'ROBUST_PANELS', 'CIFAR10_CLASSES', 'ROBUST_TABLE', 'REFERENCE_DATASETS', 'set_style', 'model_label',
+           'known_models', 'model_color', 'palette', 'Source', 'current_rows', 'FigureSpec', 'register_figure',
+           'get_figure', 'plot_training_curves', 'plot_clean_accuracy', 'reference_path', 'load_reference',
+           'plot_free_phase_accuracy', 'reference_robustness', 'plot_robustness', 'plot_obfuscation',
            'plot_adversarial_examples', 'robust_accuracy_table', 'reference_corruptions', 'plot_corruption_severity',
-           'plot_corruption_heatmap', 'corruption_table', 'plot_corruption_grid', 'clean_accuracy_table', 'save_figure',
-           'current_rows', 'figures_stage', 'write_index']
+           'plot_corruption_heatmap', 'corruption_table', 'plot_corruption_grid', 'clean_accuracy_table',
+           'load_sources', 'draw_figure', 'save_figure', 'Drawn', 'draw_all', 'figures_stage', 'show_figures',
+           'write_index']
 
 # %% ../nbs/06_figures.ipynb #350e2aac
 MODEL_LABELS = {'ep_cnn': 'EP-CNN', 'bp_cnn': 'BP-CNN', 'adv_cnn': 'AdvCNN', 'adv_cnn_e0.5': 'AdvCNN ε0.5',
                 'adv_cnn_e1.0': 'AdvCNN ε1.0', 'vit': 'ViT'}
 # Clean CIFAR-10 test accuracy the paper reports (method.md §1-2), drawn beside ours.
 PAPER_CLEAN_ACC = {'ep_cnn': 0.881, 'bp_cnn': 0.886, 'vit': 0.846, 'adv_cnn_e0.5': 0.850, 'adv_cnn_e1.0': 0.787}
+MODEL_COLORS = sns.color_palette('deep', 10)     # the known models', in `known_models` order
+SPARE_COLORS = sns.color_palette('husl', 12)     # any other model's, picked by a hash of its name
 
 def set_style():
     "The shared look of every figure."
     sns.set_theme(context='paper', style='whitegrid', font_scale=1.1)
 
+def model_label(model) -> str:
+    "A model's name in figures: the paper's (`MODEL_LABELS`), else its registry key."
+    return MODEL_LABELS.get(model, str(model))
+
+def known_models() -> list[str]:
+    "The models with a colour of their own: every preset's models, then the model kinds of `eprobust.train.MODELS`."
+    from eprobust.train import MODELS
+    return list(dict.fromkeys([m for p in PRESETS.values() for m in p.train] + list(MODELS)))
+
+def model_color(model) -> tuple:
+    "A model's colour, the same in every figure; an unknown model's is fixed by a hash of its name (not Python's salted `hash`)."
+    known = known_models()
+    if model in known:
+        return MODEL_COLORS[known.index(model) % len(MODEL_COLORS)]
+    return SPARE_COLORS[int(hashlib.sha256(str(model).encode()).hexdigest(), 16) % len(SPARE_COLORS)]
+
+def palette(models) -> dict:
+    "A seaborn palette for the `Model` column: the label of each of `models` to its colour."
+    return {model_label(m): model_color(m) for m in dict.fromkeys(models)}
+
 def _label(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(Model=df['model'].map(lambda m: MODEL_LABELS.get(m, m)))
+    return df.assign(Model=df['model'].map(model_label))
 
 def _stamp(fig, df):
     "Put the preset(s) a figure was made from in its corner: small-scale results must say so."
@@ -42,13 +71,81 @@ def _stamp(fig, df):
     fig.text(0.99, 0.01, f'preset: {presets}', ha='right', va='bottom', fontsize=7, color='0.4')
     return fig
 
+# %% ../nbs/06_figures.ipynb #41963462
+@dataclass(frozen=True)
+class Source:
+    "A result file figures read: its name in `results/` (`{preset}` filled in), the stage that writes it, its reader."
+    file: str
+    stage: str
+    read: Callable               # read(path, preset) -> the preset's data, or None when it has none
+
+def current_rows(df: pd.DataFrame, preset) -> pd.DataFrame:
+    "Rows of `preset` made by its current configs: tables keep rows of superseded configs, figures do not."
+    from eprobust.train import stage_configs, model_key
+    p = get_preset(preset)
+    df = df[df.preset == p.name]
+    keep = {(d, m, model_key(c, s)) for d in df['dataset'].unique() for m, c in stage_configs(p, dataset=d).items()
+            for s in df['seed'].unique()}
+    return df[[k in keep for k in zip(df['dataset'], df['model'], df['config_hash'])]]
+
+def _rows(path: Path, p) -> pd.DataFrame | None:
+    "The preset's current rows of a result table, or None."
+    rows = current_rows(read_table(path), p)
+    return rows if len(rows) else None
+
+def _examples(path: Path, p) -> dict | None:
+    "The preset's saved adversarial examples (keys `preset|dataset|model|seed|grad`), or None."
+    ex = load_checkpoint(path, 'adv_examples')['examples']
+    return {k: v for k, v in ex.items() if k.startswith(f'{p.name}|')} or None
+
+def _grid(path: Path, p) -> dict:
+    "The corruption stage's visual check: images (corruption × severity), the corruptions' names, a title."
+    with np.load(path) as g:
+        return dict(grid=g['grid'], names=list(g['names']), title=str(g['title']))
+
+SOURCES = {
+    'clean_accuracy': Source('clean_accuracy.csv', 'train', _rows),
+    'train_metrics': Source('train_metrics.csv', 'train', _rows),
+    'free_phase_accuracy': Source('free_phase_accuracy.csv', 'train', _rows),
+    'attacks': Source('attacks.csv', 'attacks', _rows),
+    'adv_examples': Source('adv_examples.pt', 'attacks', _examples),
+    'corruptions': Source('corruptions.csv', 'corruptions', _rows),
+    'corruption_grid': Source('corruption_grid_{preset}.npz', 'corruptions', _grid),
+}
+REQUIRED = ('clean_accuracy', 'train_metrics')    # the train stage's tables: without them the stage fails
+
+# %% ../nbs/06_figures.ipynb #45f6042b
+@dataclass(frozen=True)
+class FigureSpec:
+    "One output of the figures stage: `draw(t)` makes it from the preset's tables `t` (a Figure; a DataFrame for a table; None: nothing to show)."
+    name: str
+    draw: Callable
+    needs: tuple                 # the `SOURCES` it reads: skipped, with a note, while one has no rows of the preset
+    stem: str                    # its file name in figures/<preset>/ without the suffix
+    note: str                    # its caption in figures/<preset>/README.md
+    per_dataset: bool = False    # drawn once per dataset in `needs[0]`; datasets other than cifar10 add `_<dataset>` to the stem
+
+FIGURES: dict[str, FigureSpec] = {}    # what the stage draws, in this order: each section below registers its own
+
+def register_figure(name: str, draw: Callable, needs, note: str, stem: str | None = None, per_dataset: bool = False) -> FigureSpec:
+    "Add a figure or table to the stage: `draw(t)` gets the preset's `needs` in `t`, with `t['preset']` (and `t['dataset']` per dataset)."
+    for n in needs:
+        lookup(SOURCES, n, 'result source')
+    FIGURES[name] = FigureSpec(name, draw, tuple(needs), stem or name, note, per_dataset)
+    return FIGURES[name]
+
+def get_figure(name: str) -> FigureSpec:
+    "The registered figure `name`; an unknown name fails listing the valid ones."
+    return lookup(FIGURES, name, 'figure')
+
 # %% ../nbs/06_figures.ipynb #eed06f53
 def plot_training_curves(metrics: pd.DataFrame) -> plt.Figure:
     "Test accuracy and training loss per epoch, one line per model (mean and spread over seeds)."
-    set_style(); df = _label(metrics)
+    set_style()
+    df, colors = _label(metrics), palette(metrics['model'])
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    sns.lineplot(df, x='epoch', y='test_acc', hue='Model', marker='o', errorbar=('ci', 95), ax=axes[0])
-    sns.lineplot(df, x='epoch', y='train_loss', hue='Model', marker='o', errorbar=('ci', 95), ax=axes[1], legend=False)
+    sns.lineplot(df, x='epoch', y='test_acc', hue='Model', marker='o', errorbar=('ci', 95), palette=colors, ax=axes[0])
+    sns.lineplot(df, x='epoch', y='train_loss', hue='Model', marker='o', errorbar=('ci', 95), palette=colors, ax=axes[1], legend=False)
     axes[0].set(ylabel='test accuracy', title='Test accuracy during training')
     axes[1].set(ylabel='training loss', title='Training loss')
     fig.tight_layout()
@@ -56,28 +153,41 @@ def plot_training_curves(metrics: pd.DataFrame) -> plt.Figure:
 
 def plot_clean_accuracy(clean: pd.DataFrame) -> plt.Figure:
     "Clean test accuracy per model: one dot per seed, the mean as a bar, the paper's value as a cross."
-    set_style(); df = _label(clean)
+    set_style()
+    df = _label(clean)
     order = sorted(df['Model'].unique())
     fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(order)), 3.6))
     sns.barplot(df, x='Model', y='clean_acc', order=order, errorbar=None, alpha=0.35, ax=ax)
     sns.stripplot(df, x='Model', y='clean_acc', order=order, color='k', size=5, ax=ax)
-    paper = [(i, PAPER_CLEAN_ACC[m]) for i, M in enumerate(order) for m, L in MODEL_LABELS.items() if L == M and m in PAPER_CLEAN_ACC]
-    if paper: ax.scatter(*zip(*paper), marker='x', s=60, color='tab:red', label='paper (full scale)', zorder=5); ax.legend(loc='lower right')
+    paper = [(order.index(model_label(m)), PAPER_CLEAN_ACC[m]) for m in df['model'].unique() if m in PAPER_CLEAN_ACC]
+    if paper:
+        ax.scatter(*zip(*paper), marker='x', s=60, color='tab:red', label='paper (full scale)', zorder=5)
+        ax.legend(loc='lower right')
     ax.set(ylim=(0, 1), ylabel='clean test accuracy', title='Clean accuracy (dots: seeds)')
     ax.tick_params(axis='x', labelrotation=20)
     fig.tight_layout()
     return _stamp(fig, clean)
+
+register_figure('training_curves', lambda t: plot_training_curves(t['train_metrics']), ['train_metrics'],
+                'test accuracy and training loss per epoch, per model (mean and 95% CI over seeds)')
+register_figure('clean_accuracy', lambda t: plot_clean_accuracy(t['clean_accuracy']), ['clean_accuracy'],
+                'clean test accuracy per model (dots: seeds; red crosses: the paper, full scale)')
 
 # %% ../nbs/06_figures.ipynb #bdea63be
 def reference_path() -> Path:
     import os
     return Path(os.environ.get('EPROBUST_REFERENCE') or project_root().parent / 'shared' / 'reference' / 'lanl_advep_results.csv')
 
+@functools.lru_cache(maxsize=2)
+def _read_reference(path: str, mtime: float) -> pd.DataFrame:
+    "The reference file (4 MB), read once per version of it: several figures of a stage run draw from it."
+    return read_table(path, low_memory=False)
+
 def load_reference(experiment: str | None = None, dataset: str = 'CIFAR-10') -> pd.DataFrame | None:
     "The paper's rows with status 'main' (behind its figures) for `experiment`, or None if the file is absent."
     p = reference_path()
     if not p.exists(): return None
-    df = read_table(p, low_memory=False)
+    df = _read_reference(str(p), p.stat().st_mtime)
     df = df[(df.status == 'main') & (df.dataset == dataset)]
     return df[df.experiment == experiment] if experiment else df
 
@@ -95,8 +205,10 @@ def plot_free_phase_accuracy(free: pd.DataFrame, reference: pd.DataFrame | None 
     ax.legend(loc='lower right'); fig.tight_layout()
     return _stamp(fig, free)
 
+register_figure('fig1b_free_phase_accuracy', lambda t: plot_free_phase_accuracy(t['free_phase_accuracy'], load_reference('free_phase_accuracy')),
+                ['free_phase_accuracy'], "Fig. 1b: EP-CNN test accuracy after each free-phase step from zero, with the paper's curve")
+
 # %% ../nbs/06_figures.ipynb #7a5b147c
-PALETTE = dict(zip(['EP-CNN', 'BP-CNN', 'AdvCNN ε0.5', 'AdvCNN ε1.0', 'ViT', 'AdvCNN'], sns.color_palette('deep', 6)))
 GRAD_LABELS = {'backprop': 'backprop', 'unrolled': 'unrolled', 'full': 'full T1', 'implicit': 'implicit', 'none': 'queries only'}
 ROBUST_PANELS = [('pgd', 'L2', 'L2 PGD'), ('pgd', 'Linf', 'L∞ PGD'), ('autoattack', 'Linf', 'L∞ AutoAttack'), ('square', 'Linf', 'L∞ Square')]
 
@@ -145,10 +257,10 @@ def plot_robustness(attacks: pd.DataFrame, reference: pd.DataFrame | None = None
     for ax, (attack, norm, title) in zip(axes[0], panels):
         d = _series(_main_unrolled(attacks[(attacks['attack'] == attack) & (attacks['norm'] == norm)]))
         sns.lineplot(d, x='eps', y='robust_acc', hue='Model', style='Gradient', markers=True, dashes=False, errorbar=('ci', 95),
-                     palette=PALETTE, ax=ax, legend='full')
+                     palette=palette(d['model']), ax=ax, legend='full')
         for m in d['model'].unique():
             r = ref[(ref['attack'] == attack) & (ref['norm'] == norm) & (ref['model'] == m)]
-            if len(r): ax.plot(r['eps'], r['accuracy'], ':', color=PALETTE.get(MODEL_LABELS.get(m, m), 'k'), lw=1.6)
+            if len(r): ax.plot(r['eps'], r['accuracy'], ':', color=model_color(m), lw=1.6)
         n = int(d['n'].max())
         ax.set(xscale='log', ylim=(0, 1), xlabel=f'ε ({norm})', ylabel='robust accuracy', title=f'{title} (first {n} test images)')
     legend = {}                       # one legend for all panels: every model and gradient any panel shows
@@ -170,7 +282,7 @@ def plot_obfuscation(attacks: pd.DataFrame, reference: pd.DataFrame | None = Non
     T1 = float(full['T_attack'].max()) if len(full) else float(un['T_attack'].max())
     set_style(); fig, ax = plt.subplots(figsize=(5.8, 3.8))
     sns.lineplot(un.assign(frac=un['T_attack'] / T1), x='frac', y='robust_acc', marker='o', errorbar=('ci', 95), ax=ax,
-                 label=f'ours: unrolled T_attack (T1 = {int(T1)})', color=PALETTE['EP-CNN'])
+                 label=f'ours: unrolled T_attack (T1 = {int(T1)})', color=model_color('ep_cnn'))
     for g, mk, size in (('implicit', 'D', 130), ('full', '*', 110)):    # the star drawn over the diamond: both sit at T1
         r = ep[ep['grad'] == g]
         if len(r): ax.scatter([1.0], [r['robust_acc'].mean()], marker=mk, s=size, zorder=5, label=f"ours: {GRAD_LABELS[g]} (n={int(r['n'].max())})")
@@ -201,7 +313,7 @@ def plot_adversarial_examples(examples: dict, preset: str, dataset: str = 'cifar
     for i in range(k): show(axes[0][2 * i], first['clean'][i], f'clean: {name(first["y"][i])}')
     for row, key in enumerate(keys, 1):
         ex = examples[key]; model, grad = key.split('|')[2], key.split('|')[4]
-        label = MODEL_LABELS.get(model, model) + ('' if grad in ('backprop', '') else f' ({grad})')
+        label = model_label(model) + ('' if grad in ('backprop', '') else f' ({grad})')
         axes[row][0].text(-0.15, 0.5, label, transform=axes[row][0].transAxes, ha='right', va='center', fontsize=8)
         for i in range(k):
             d = (ex['adv'][i] - ex['clean'][i]).float()
@@ -229,6 +341,23 @@ def robust_accuracy_table(attacks: pd.DataFrame, reference: pd.DataFrame | None 
                              n=int(g['n'].max()), paper=paper))
     return pd.DataFrame(rows)
 
+REFERENCE_DATASETS = {'cifar10': 'CIFAR-10', 'cifar100': 'CIFAR-100'}    # our dataset names -> the reference file's
+
+def _paper(dataset: str) -> pd.DataFrame | None:
+    "The paper's rows for a dataset's figures (None where the paper has none)."
+    return load_reference(dataset=REFERENCE_DATASETS[dataset]) if dataset in REFERENCE_DATASETS else None
+
+register_figure('fig3_robustness', lambda t: plot_robustness(t['attacks'], _paper(t['dataset'])), ['attacks'],
+                "Fig. 3: robust accuracy vs ε per model (95% CI over seeds) under L2/L∞ PGD, L∞ AutoAttack and L∞ Square; "
+                "EP-CNN per attack gradient; dotted: the paper's curves (full scale)", per_dataset=True)
+register_figure('obfuscation_t_attack', lambda t: plot_obfuscation(t['attacks'], _paper(t['dataset'])), ['attacks'],
+                "gradient-obfuscation check: EP-CNN L2 PGD accuracy vs T_attack/T1 (unrolled), with the full and "
+                "implicit gradients, beside the paper's T_attack curve", per_dataset=True)
+register_figure('fig2_adversarial_examples', lambda t: plot_adversarial_examples(t['adv_examples'], t['preset']), ['adv_examples'],
+                'Fig. 2: L2 PGD ε = 3 adversarial images and their perturbations, one row per model')
+register_figure('table_robust_accuracy', lambda t: robust_accuracy_table(t['attacks'][t['attacks']['dataset'] == 'cifar10'], _paper('cifar10')),
+                ['attacks'], "Table: robust accuracy at the paper's headline ε per model and EP gradient (CIFAR-10), with the paper's number")
+
 # %% ../nbs/06_figures.ipynb #cd16e6a4
 def reference_corruptions(reference: pd.DataFrame | None) -> pd.DataFrame:
     "The paper's CIFAR-10-C accuracy per model, corruption and severity (mean over seeds)."
@@ -245,11 +374,11 @@ def plot_corruption_severity(corr: pd.DataFrame, reference: pd.DataFrame | None 
     clean = d.groupby(['model', 'seed'])['clean_acc'].first().reset_index().assign(severity=0).rename(columns={'clean_acc': 'acc'})
     df = _label(pd.concat([clean, per_seed], ignore_index=True))
     fig, ax = plt.subplots(figsize=(6.2, 3.9))
-    sns.lineplot(df, x='severity', y='acc', hue='Model', marker='o', errorbar=('ci', 95), palette=PALETTE, ax=ax)
+    sns.lineplot(df, x='severity', y='acc', hue='Model', marker='o', errorbar=('ci', 95), palette=palette(df['model']), ax=ax)
     ref = reference_corruptions(reference)
     for m in d['model'].unique():
         r = ref[(ref['model'] == m) & ref['corruption'].isin(d['corruption'].unique())].groupby('severity')['accuracy'].mean()
-        if len(r): ax.plot(r.index, r.values, ':', marker='s', ms=3, color=PALETTE.get(MODEL_LABELS.get(m, m), 'k'), label=f'{MODEL_LABELS.get(m, m)} (paper)')
+        if len(r): ax.plot(r.index, r.values, ':', marker='s', ms=3, color=model_color(m), label=f'{model_label(m)} (paper)')
     src = ', '.join(sorted(corr['source'].unique())); n = int(corr['n'].max())
     ax.set(xlabel='severity (0: clean)', ylabel='accuracy', ylim=(0, 1), xticks=range(6),
            title=f'CIFAR-10-C, mean of {d["corruption"].nunique()} common corruptions ({src}, {n} images)')
@@ -291,6 +420,16 @@ def plot_corruption_grid(grid, names, title: str = '') -> plt.Figure:
     fig.suptitle(title, fontsize=8); fig.tight_layout()
     return fig
 
+register_figure('corruption_grid', lambda t: plot_corruption_grid(**t['corruption_grid']), ['corruption_grid'],
+                'visual check of the CIFAR-10-C regenerator: one test image under every corruption at severities 1–5')
+register_figure('corruptions_severity', lambda t: plot_corruption_severity(t['corruptions'], _paper(t['dataset'])), ['corruptions'],
+                "CIFAR-10-C: accuracy vs severity per model, mean over the 15 common corruptions (severity 0: clean), the paper's dotted",
+                per_dataset=True)
+register_figure('corruptions_heatmap', lambda t: plot_corruption_heatmap(t['corruptions']), ['corruptions'],
+                'CIFAR-10-C: accuracy per corruption and model, mean over severities (last row: clean)', per_dataset=True)
+register_figure('table_corruptions', lambda t: corruption_table(t['corruptions'], _paper('cifar10')), ['corruptions'],
+                "Table: mean accuracy over 15 common corruptions × 5 severities per model (CIFAR-10-C headline), the paper's beside")
+
 # %% ../nbs/06_figures.ipynb #7024b6c7
 def clean_accuracy_table(clean: pd.DataFrame) -> pd.DataFrame:
     "Mean and std (ddof=0, as the paper) of clean accuracy per preset, dataset and model."
@@ -300,132 +439,191 @@ def clean_accuracy_table(clean: pd.DataFrame) -> pd.DataFrame:
     t['paper'] = [PAPER_CLEAN_ACC.get(m) if d == 'cifar10' else None for m, d in zip(t['model'], t['dataset'])]
     return t
 
+register_figure('table_clean_accuracy', lambda t: clean_accuracy_table(t['clean_accuracy']), ['clean_accuracy'],
+                'Table: clean accuracy per model and dataset (mean, std over seeds, paper)')
+
 # %% ../nbs/06_figures.ipynb #a0b2c48d
+def _run(p, stage: str) -> str:
+    return f'run `eprobust reproduce --preset {p.name} --stages {stage}`'
+
+def _require(name: str, path: Path, p):
+    "Fail for a missing `REQUIRED` source, naming its file and the stage that writes it."
+    stage = SOURCES[name].stage
+    if not path.exists():
+        raise FileNotFoundError(f'no result table {path} (written by the {stage} stage): {_run(p, stage)} first')
+    raise ValueError(f'no rows of preset {p.name!r} in {path} (written by the {stage} stage): {_run(p, stage)} first')
+
+def load_sources(paths, p) -> tuple[dict, dict]:
+    "Each source's data for preset `p`, and for each one it lacks, the stage to run; a missing `REQUIRED` one fails."
+    data, missing = {}, {}
+    for name, src in SOURCES.items():
+        path = paths.results / src.file.format(preset=p.name)
+        data[name] = src.read(path, p) if path.exists() else None
+        if data[name] is None and name in REQUIRED:
+            _require(name, path, p)
+        if data[name] is None:
+            missing[name] = f'no results of preset {p.name!r} in results/{path.name} yet: {_run(p, src.stage)}'
+    return data, missing
+
+def _only(t: dict, dataset: str) -> dict:
+    "The tables `t` kept to one dataset's rows."
+    return {k: v[v['dataset'] == dataset] if isinstance(v, pd.DataFrame) and 'dataset' in v else v for k, v in t.items()}
+
+def _outputs(spec: FigureSpec, t: dict):
+    "(file stem, tables) for each output of `spec`: one per dataset of its first source when it is drawn per dataset."
+    if not spec.per_dataset:
+        yield spec.stem, t
+        return
+    for d in sorted(t[spec.needs[0]]['dataset'].unique()):
+        yield spec.stem + ('' if d == 'cifar10' else f'_{d}'), {**_only(t, d), 'dataset': d}
+
+def draw_figure(name: str, preset: str | None = None, out_dir=None, dataset: str = 'cifar10'):
+    "Draw the registered figure (or table) `name` from `preset`'s results, without writing it: to look at one figure."
+    spec, paths = get_figure(name), get_paths(out_dir)
+    p = get_preset(preset or default_preset(paths))
+    t, missing = load_sources(paths, p)
+    for n in spec.needs:
+        if n in missing:
+            raise ValueError(f'cannot draw {name}: {missing[n]}')
+    return spec.draw({**_only(t, dataset), 'preset': p.name, 'dataset': dataset})
+
+# %% ../nbs/06_figures.ipynb #8a13643c
 def save_figure(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches='tight'); plt.close(fig)
+    "Write `fig` as a PNG (atomically: a reader never sees half a file) and close it."
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=150, bbox_inches='tight')
+    plt.close(fig)
     return path
 
-def current_rows(df: pd.DataFrame, preset) -> pd.DataFrame:
-    "Rows of `preset` made by its current configs: tables keep rows of superseded configs, figures do not."
-    from eprobust.train import stage_configs, model_key
-    p = get_preset(preset); df = df[df.preset == p.name]
-    keep = {(d, m, model_key(c, s)) for d in df['dataset'].unique() for m, c in stage_configs(p, dataset=d).items()
-            for s in df['seed'].unique()}
-    return df[[k in keep for k in zip(df['dataset'], df['model'], df['config_hash'])]]
-
-def figures_stage(preset: str = 'tiny', out_dir=None) -> list[Path]:
-    "Write the figures and tables of `preset` from the result tables; returns the files written."
-    p = get_preset(preset); paths = get_paths(out_dir); dest = paths.figures / p.name
-    clean = current_rows(load_table(paths.results / 'clean_accuracy.csv'), p)
-    metrics = current_rows(load_table(paths.results / 'train_metrics.csv'), p)
-    if clean.empty: raise ValueError(f"no rows for preset {p.name!r} in {paths.results / 'clean_accuracy.csv'}: run the train stage with that preset first")
-    out = [save_figure(plot_training_curves(metrics), dest / 'training_curves.png'),
-           save_figure(plot_clean_accuracy(clean), dest / 'clean_accuracy.png')]
-    free = _stage_rows(paths, p, 'free_phase_accuracy.csv')
-    if free is not None: out.append(save_figure(plot_free_phase_accuracy(free, load_reference('free_phase_accuracy')), dest / 'fig1b_free_phase_accuracy.png'))
-    t = clean_accuracy_table(clean)
-    out += _write_table(t, dest / 'table_clean_accuracy')
-    robust = _attack_figures(paths, p, dest, out)
-    corr = _corruption_figures(paths, p, dest, out)
-    out.append(write_index(dest, p.name, clean, t, out, robust, corr))
-    return out
-
 def _write_table(t: pd.DataFrame, stem: Path) -> list[Path]:
-    t.to_csv(stem.with_suffix('.csv'), index=False)
-    stem.with_suffix('.md').write_text(t.to_markdown(index=False, floatfmt='.4f') + '\n')
-    return [stem.with_suffix('.csv'), stem.with_suffix('.md')]
+    csv, md = stem.parent / f'{stem.name}.csv', stem.parent / f'{stem.name}.md'
+    with atomic_write(csv) as tmp:
+        t.to_csv(tmp, index=False)
+    with atomic_write(md) as tmp:
+        tmp.write_text(t.to_markdown(index=False, floatfmt='.4f') + '\n')
+    return [csv, md]
 
-def _stage_rows(paths, p, table: str) -> pd.DataFrame | None:
-    "The preset's current rows of a stage's result table, or None when that stage has not run."
-    path = paths.results / table
-    rows = current_rows(read_table(path), p) if path.exists() else None
-    return rows if rows is not None and len(rows) else None
+def _write(out, stem: Path) -> list[Path]:
+    "Write what a registry entry drew: a figure as PNG, a table as CSV and markdown; nothing for None or an empty table."
+    if out is None:
+        return []
+    if isinstance(out, pd.DataFrame):
+        return _write_table(out, stem) if len(out) else []
+    return [save_figure(out, stem.parent / f'{stem.name}.png')]
 
-def _corruption_figures(paths, p, dest: Path, out: list) -> pd.DataFrame | None:
-    "CIFAR-10-C: accuracy vs severity, the corruption × model heatmap, the headline table and the regenerator's visual check."
-    grid = paths.results / f'corruption_grid_{p.name}.npz'
-    if grid.exists():
-        import numpy as np
-        g = np.load(grid)
-        out.append(save_figure(plot_corruption_grid(g['grid'], list(g['names']), str(g['title'])), dest / 'corruption_grid.png'))
-    corr = _stage_rows(paths, p, 'corruptions.csv')
-    if corr is None: return None
-    ref = load_reference()
-    for d, c in corr.groupby('dataset'):
-        sfx = '' if d == 'cifar10' else f'_{d}'
-        out.append(save_figure(plot_corruption_severity(c, ref if d == 'cifar10' else None), dest / f'corruptions_severity{sfx}.png'))
-        out.append(save_figure(plot_corruption_heatmap(c), dest / f'corruptions_heatmap{sfx}.png'))
-    t = corruption_table(corr, ref)
-    out += _write_table(t, dest / 'table_corruptions')
-    return t
+@dataclass(frozen=True)
+class Drawn:
+    "What one run of the stage made: the files and tables of each registry entry, and why the others were not drawn."
+    files: dict                  # name -> [Path]
+    tables: dict                 # name -> DataFrame, for the README's headline numbers
+    skipped: dict                # name -> why
 
-def _attack_figures(paths, p, dest: Path, out: list) -> pd.DataFrame | None:
-    "Figs. 2 and 3, the obfuscation check and the robust-accuracy table, where the attack stage has rows."
-    att = _stage_rows(paths, p, 'attacks.csv')
-    if att is None: return None
-    ref = load_reference()
-    for d, a in att.groupby('dataset'):
-        sfx = '' if d == 'cifar10' else f'_{d}'
-        r = ref if d == 'cifar10' else load_reference(dataset='CIFAR-100')
-        out.append(save_figure(plot_robustness(a, r), dest / f'fig3_robustness{sfx}.png'))
-        fig = plot_obfuscation(a, r)
-        if fig is not None: out.append(save_figure(fig, dest / f'obfuscation_t_attack{sfx}.png'))
-    ex_path = paths.results / 'adv_examples.pt'
-    if ex_path.exists():
-        fig = plot_adversarial_examples(load_checkpoint(ex_path, 'adv_examples')['examples'], p.name)
-        if fig is not None: out.append(save_figure(fig, dest / 'fig2_adversarial_examples.png'))
-    robust = robust_accuracy_table(att[att['dataset'] == 'cifar10'], ref)
-    if len(robust): out += _write_table(robust, dest / 'table_robust_accuracy')
-    return robust
+def draw_all(t: dict, missing: dict, dest: Path) -> Drawn:
+    "Draw each entry of `FIGURES` from the tables `t` into `dest`; those needing a `missing` source are skipped."
+    files, tables, skipped = {}, {}, {}
+    for name, spec in FIGURES.items():
+        why = [missing[n] for n in spec.needs if n in missing]
+        if why:
+            skipped[name] = why[0]
+            continue
+        outs = [(spec.draw(ti), dest / stem) for stem, ti in _outputs(spec, t)]
+        files[name] = [f for out, stem in outs for f in _write(out, stem)]
+        tables.update({name: out for out, _ in outs if isinstance(out, pd.DataFrame) and len(out)})
+        if not files[name]:
+            skipped[name] = "the preset's rows hold nothing to draw"
+    return Drawn(files, tables, skipped)
 
-FIGURE_NOTES = {
-    'training_curves.png': 'test accuracy and training loss per epoch, per model (mean and 95% CI over seeds)',
-    'clean_accuracy.png': 'clean test accuracy per model (dots: seeds; red crosses: the paper, full scale)',
-    'fig1b_free_phase_accuracy.png': "Fig. 1b: EP-CNN test accuracy after each free-phase step from zero, with the paper's curve",
-    'table_clean_accuracy.csv': 'Table: clean accuracy per model and dataset (mean, std over seeds, paper)',
-    'table_clean_accuracy.md': 'the same table as markdown',
-    'fig3_robustness.png': "Fig. 3: robust accuracy vs ε per model (95% CI over seeds) under L2/L∞ PGD, L∞ AutoAttack and L∞ Square; "
-                           "EP-CNN per attack gradient; dotted: the paper's curves (full scale)",
-    'obfuscation_t_attack.png': "gradient-obfuscation check: EP-CNN L2 PGD accuracy vs T_attack/T1 (unrolled), with the full and "
-                                "implicit gradients, beside the paper's T_attack curve",
-    'fig2_adversarial_examples.png': 'Fig. 2: L2 PGD ε = 3 adversarial images and their perturbations, one row per model',
-    'table_robust_accuracy.csv': "Table: robust accuracy at the paper's headline ε per model and EP gradient, with the paper's number",
-    'table_robust_accuracy.md': 'the same table as markdown',
-    'corruptions_severity.png': "CIFAR-10-C: accuracy vs severity per model, mean over the 15 common corruptions (severity 0: clean), the paper's dotted",
-    'corruptions_heatmap.png': 'CIFAR-10-C: accuracy per corruption and model, mean over severities (last row: clean)',
-    'corruption_grid.png': 'visual check of the CIFAR-10-C regenerator: one test image under all 19 corruptions at severities 1–5',
-    'table_corruptions.csv': "Table: mean accuracy over 15 common corruptions × 5 severities per model (CIFAR-10-C headline), the paper's beside",
-    'table_corruptions.md': 'the same table as markdown',
-}
+def _notes(skipped: dict) -> list[str]:
+    "One line per reason, naming the entries it held back."
+    by_reason = {}
+    for name, why in skipped.items():
+        by_reason.setdefault(why, []).append(name)
+    return [f"figures: skipped {', '.join(names)}: {why}" for why, names in by_reason.items()]
 
-def _pct(v) -> str: return f'{100 * v:.1f}%' if pd.notna(v) else '–'
+def figures_stage(preset: str | None = None, out_dir=None) -> list[Path]:
+    "Write every figure and table of `FIGURES` for `preset` (None: `default_preset()`) into `figures/<preset>/`; returns the files."
+    paths = get_paths(out_dir)
+    p = get_preset(preset or default_preset(paths))
+    t, missing = load_sources(paths, p)
+    drawn = draw_all({**t, 'preset': p.name}, missing, paths.figures / p.name)
+    for line in _notes(drawn.skipped):
+        print(line)
+    return [f for fs in drawn.files.values() for f in fs] + [write_index(paths.figures / p.name, p.name, t['clean_accuracy'], drawn)]
 
-def write_index(dest: Path, preset: str, clean: pd.DataFrame, table: pd.DataFrame, files, robust: pd.DataFrame | None = None,
-                corr: pd.DataFrame | None = None) -> Path:
-    "`README.md` beside the figures: what each file shows, which preset and seeds made it, and when."
-    seeds = ', '.join(map(str, sorted(clean['seed'].unique())))
-    lines = [f'# Figures and tables — preset `{preset}`', '',
-             f'Made {time.strftime("%Y-%m-%d")} by the figures stage from `results/*.csv` (preset `{preset}`, seeds {seeds}). '
-             + ('These are small-scale results, not the paper\'s scale.' if preset != 'paper' else ''), '']
-    lines += [f'- `{f.name}`: {FIGURE_NOTES.get(f.name, "")}' for f in files]
-    lines += ['', '## Headline numbers', '', '| dataset | model | ours (mean over seeds) | n test | training time | paper (full scale) |',
-              '|---|---|---|---|---|---|']
+def show_figures(files) -> None:
+    "Show each PNG among `files` in the notebook: the stage notebook displays every figure it writes."
+    from IPython.display import Image, display
+    for f in files:
+        if Path(f).suffix == '.png':
+            display(Image(filename=str(f)))
+
+# %% ../nbs/06_figures.ipynb #447653b4
+def _pct(v) -> str:
+    return f'{100 * v:.1f}%' if pd.notna(v) else '–'
+
+def _caption(spec: FigureSpec, f: Path) -> str:
+    "A file's caption: its entry's note, plus the dataset a per-dataset file is for."
+    extra = f.stem[len(spec.stem):].lstrip('_')
+    return spec.note + (f' ({extra})' if extra else '')
+
+def _figure_lines(drawn: Drawn) -> list[str]:
+    lines = ['## Figures', '']
+    for name, files in drawn.files.items():
+        for f in (f for f in files if f.suffix == '.png'):
+            cap = _caption(FIGURES[name], f)
+            alt = cap.replace('[', '(').replace(']', ')')
+            lines += [f'### `{f.name}`', '', cap, '', f'![{alt}]({f.name})', '']
+    return lines
+
+def _table_lines(drawn: Drawn) -> list[str]:
+    rows = [f"- {', '.join(f'`{f.name}`' for f in files)}: {FIGURES[name].note}" for name, files in drawn.files.items()
+            if any(f.suffix != '.png' for f in files)]
+    return ['## Tables', '', *rows, ''] if rows else []
+
+def _skipped_lines(drawn: Drawn) -> list[str]:
+    rows = [f'- `{name}`: {why}' for name, why in drawn.skipped.items()]
+    return ['## Not drawn yet', '', *rows, ''] if rows else []
+
+def _clean_lines(t: pd.DataFrame, clean: pd.DataFrame) -> list[str]:
+    lines = ['## Headline numbers', '', '| dataset | model | ours (mean over seeds) | n test | training time | paper (full scale) |',
+             '|---|---|---|---|---|---|']
     minutes = clean.groupby(['dataset', 'model'])['train_seconds'].mean() / 60
-    for r in table.itertuples():
-        lines.append(f'| {r.dataset} | {MODEL_LABELS.get(r.model, r.model)} | {100 * r.mean:.2f}% ({r.seeds} seed(s)) | {r.n_test} '
+    for r in t.itertuples():
+        lines.append(f'| {r.dataset} | {model_label(r.model)} | {100 * r.mean:.2f}% ({r.seeds} seed(s)) | {r.n_test} '
                      f'| {minutes[(r.dataset, r.model)]:.1f} min | {_pct(r.paper)} |')
-    if robust is not None and len(robust):
-        lines += ['', '## Robust accuracy at the paper\'s headline ε (CIFAR-10)', '',
-                  '| attack | ε | model | attack gradient | ours | n images | paper (full scale) |', '|---|---|---|---|---|---|---|']
-        for r in robust.itertuples():
-            lines.append(f"| {r.attack} {r.norm} | {r.eps:.4g} | {MODEL_LABELS.get(r.model, r.model)} | {_grad_label(r.grad, r.T_attack)} | {_pct(r.robust_acc)} "
-                         f"| {r.n} | {_pct(r.paper)} |")
-    if corr is not None and len(corr):
-        lines += ['', '## Natural corruptions: mean accuracy over 15 common corruptions × 5 severities', '',
-                  '| dataset | model | ours | clean (same images) | n images | source | paper (full scale) |', '|---|---|---|---|---|---|---|']
-        for r in corr.itertuples():
-            lines.append(f'| {r.dataset} | {MODEL_LABELS.get(r.model, r.model)} | {_pct(r.mean_common)} | {_pct(r.clean)} | {r.n} '
-                         f'| {r.source} | {_pct(r.paper)} |')
-    path = dest / 'README.md'; path.write_text('\n'.join(lines) + '\n')
+    return lines + ['']
+
+def _robust_lines(robust: pd.DataFrame) -> list[str]:
+    lines = ['## Robust accuracy at the paper\'s headline ε (CIFAR-10)', '',
+             '| attack | ε | model | attack gradient | ours | n images | paper (full scale) |', '|---|---|---|---|---|---|---|']
+    for r in robust.itertuples():
+        lines.append(f"| {r.attack} {r.norm} | {r.eps:.4g} | {model_label(r.model)} | {_grad_label(r.grad, r.T_attack)} | {_pct(r.robust_acc)} "
+                     f"| {r.n} | {_pct(r.paper)} |")
+    return lines + ['']
+
+def _corruption_lines(corr: pd.DataFrame) -> list[str]:
+    lines = ['## Natural corruptions: mean accuracy over 15 common corruptions × 5 severities', '',
+             '| dataset | model | ours | clean (same images) | n images | source | paper (full scale) |', '|---|---|---|---|---|---|---|']
+    for r in corr.itertuples():
+        lines.append(f'| {r.dataset} | {model_label(r.model)} | {_pct(r.mean_common)} | {_pct(r.clean)} | {r.n} '
+                     f'| {r.source} | {_pct(r.paper)} |')
+    return lines + ['']
+
+def write_index(dest: Path, preset: str, clean: pd.DataFrame, drawn: Drawn) -> Path:
+    "`README.md` beside the figures: each figure shown with its caption, the tables, what is not drawn yet, the headline numbers."
+    seeds = ', '.join(map(str, sorted(clean['seed'].unique())))
+    scale = " These are small-scale results, not the paper's scale." if preset != 'paper' else ''
+    lines = [f'# Figures and tables — preset `{preset}`', '',
+             f'Made {time.strftime("%Y-%m-%d")} by the figures stage from `results/` (preset `{preset}`, seeds {seeds}).{scale}', '']
+    lines += _figure_lines(drawn) + _table_lines(drawn) + _skipped_lines(drawn)
+    t = drawn.tables
+    if 'table_clean_accuracy' in t:
+        lines += _clean_lines(t['table_clean_accuracy'], clean)
+    if 'table_robust_accuracy' in t:
+        lines += _robust_lines(t['table_robust_accuracy'])
+    if 'table_corruptions' in t:
+        lines += _corruption_lines(t['table_corruptions'])
+    path = dest / 'README.md'
+    with atomic_write(path) as tmp:
+        tmp.write_text('\n'.join(lines).rstrip('\n') + '\n')
     return path
