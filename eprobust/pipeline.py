@@ -136,7 +136,12 @@ def main(argv=None):
         for d in parse_datasets(a.dataset or 'cifar10', get_preset(a.preset).name): StageArgs(a.preset, a.seeds, a.models, d)
     except (KeyError, ValueError) as e: ap.error(str(e))
     t0 = time.time()
-    reproduce(a.preset, a.seeds, a.models, a.dataset, a.data_root, a.out_dir, a.cache_dir, a.stages, device=a.device)
+    from papermill.exceptions import PapermillExecutionError
+    try: reproduce(a.preset, a.seeds, a.models, a.dataset, a.data_root, a.out_dir, a.cache_dir, a.stages, device=a.device)
+    except PapermillExecutionError as e:      # the cell's traceback is in the log above and in the executed notebook
+        print(f"[eprobust] a stage failed: {e.ename}: {e.evalue}\n[eprobust] the executed notebook, with its traceback, "
+              f"is under {get_paths(a.out_dir, a.cache_dir).runs}", file=sys.stderr)
+        return 1
     print(f'[eprobust] {a.preset} pipeline finished in {time.time() - t0:.0f}s')
     return 0
 
