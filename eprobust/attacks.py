@@ -7,9 +7,10 @@ Docs: https://eprobust.github.io/eprobust/attacks.html.md"""
 
 # %% ../nbs/04_attacks.ipynb #309d418c
 from __future__ import annotations
-import math, time
-from dataclasses import dataclass, replace
-from fractions import Fraction
+import json, math, time, warnings
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
@@ -18,65 +19,78 @@ import torch.nn.functional as F
 import torchattacks
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
-from .core import get_preset, get_paths, append_rows, load_table, read_table, derive_seed, seed_everything, save_checkpoint, load_checkpoint
-from .data import load_cifar, to_float, get_dataset_info
+from .core import get_preset, lookup, parse_list, parse_number, config_hash, fingerprint, derive_seed, seed_everything
+from .core import append_rows, update_table, read_table, measured_elsewhere, file_lock, save_checkpoint, load_checkpoint, CheckpointError
+from .data import to_float
 from .ep import EPCNN, SOLVERS, relax, input_drive, _sweep, _Net
-from .train import stage_configs, trained_models, parse_seeds, parse_names, predict
+from .train import StageArgs, Stage, open_stage, predict
 
 # %% auto #0
-__all__ = ['GRADS', 'NORMS', 'ATTACKS', 'MODES', 'EPS_GRIDS', 'ATTACK_PLANS', 'ATTACK_KEYS', 'EPClassifier', 'as_classifier',
-           'parse_eps', 'check_attack', 'project', 'make_attack', 'perturbation_norm', 'AttackSpec', 'attack_model',
-           'attack_plan', 'attack_stage', 'parse_n']
+__all__ = ['GRADS', 'ADJOINT', 'NORMS', 'MODES', 'EPS_GRIDS', 'ATTACKS', 'ATTACK_PLANS', 'FIG2', 'EPClassifier', 'as_classifier',
+           'adjoint_summary', 'parse_eps', 'parse_T_attack', 'parse_grads', 'AttackDef', 'project', 'check_attack',
+           'perturbation_norm', 'AttackSpec', 'make_attack', 'attack_model', 'AttackArgs', 'attack_plan', 'unit_hash',
+           'Unit', 'attack_stage']
 
 # %% ../nbs/04_attacks.ipynb #e9f76d32
 GRADS = ('unrolled', 'full', 'implicit')
+ADJOINT = dict(iters=100, tol=1e-4, damping=0.5)   # the implicit gradient's adjoint solve: iteration cap, relative tolerance, damping
 
 def _sync_step(model: EPCNN, xn: torch.Tensor, s: list[torch.Tensor]) -> list[torch.Tensor]:
     "One synchronous step s ← σ(∂Φ/∂s) at β = 0, differentiable in `xn` and `s` (fixed points are the same for every solver)."
     return _sweep(_Net(model), input_drive(model, xn), s, {}, SOLVERS['sync'](len(s)), 0., None)
 
+def _adjoint(f, s, v, xn, iters: int, tol: float, a: float):
+    "Solve g = v + J_sᵀ g by damped iteration; returns (∂ℓ/∂x = J_xᵀ g, iterations, relative residual)."
+    g, r, it = v, float('nan'), 0
+    for it in range(1, iters + 1):
+        # g ← (1−a) g + a (v + J_sᵀ g): damping also converges when J_s has eigenvalues near −1 (the
+        # synchronous update's period-2 modes), where the plain Neumann series would oscillate
+        Jg = torch.autograd.grad(f, s, g, retain_graph=True, allow_unused=True)
+        g_new = [(1 - a) * gk + a * (vk + (jk if jk is not None else 0.)) for gk, vk, jk in zip(g, v, Jg)]
+        if it % 5 == 0 or it == iters:   # relative change, checked every few iterations
+            r = (max((p - q).abs().max() for p, q in zip(g_new, g)) / max(p.abs().max() for p in g_new).clamp_min(1e-30)).item()
+        g = g_new
+        if r <= tol:
+            break
+    return torch.autograd.grad(f, xn, g)[0], it, r
+
 class _ImplicitLogits(torch.autograd.Function):
     "Readout logits of a fixed point s*; backward solves the adjoint fixed point instead of storing the relaxation."
     @staticmethod
-    def forward(ctx, xn, model, s_star, iters, tol, damping, stats):
-        ctx.model, ctx.s_star, ctx.iters, ctx.tol, ctx.damping, ctx.stats = model, [t.detach() for t in s_star], iters, tol, damping, stats
+    def forward(ctx, xn, model, s_star, adjoint, stats):
+        ctx.model, ctx.s_star, ctx.adjoint, ctx.stats = model, [t.detach() for t in s_star], adjoint, stats
         ctx.save_for_backward(xn)
         return model.logits(s_star)
 
     @staticmethod
     def backward(ctx, g_out):
-        (xn,) = ctx.saved_tensors; m = ctx.model
+        (xn,) = ctx.saved_tensors
+        m, a = ctx.model, ctx.adjoint
         with torch.enable_grad():
             xn = xn.detach().requires_grad_()
             s = [t.clone().requires_grad_() for t in ctx.s_star]
             f = _sync_step(m, xn, s)
             v = [torch.zeros_like(t) for t in s[:-1]] + [torch.autograd.grad(m.logits(s), s[-1], g_out)[0]]
-            g, r, it = v, float('nan'), 0
-            a = ctx.damping
-            for it in range(1, ctx.iters + 1):
-                # g ← (1−a) g + a (v + J_sᵀ g): damping also converges when J_s has eigenvalues near −1 (the
-                # synchronous update's period-2 modes), where the plain Neumann series would oscillate
-                Jg = torch.autograd.grad(f, s, g, retain_graph=True, allow_unused=True)
-                g_new = [(1 - a) * gk + a * (vk + (jk if jk is not None else 0.)) for gk, vk, jk in zip(g, v, Jg)]
-                if it % 5 == 0 or it == ctx.iters:   # relative change, checked every few iterations
-                    r = (max((a - b).abs().max() for a, b in zip(g_new, g)) / max(a.abs().max() for a in g_new).clamp_min(1e-30)).item()
-                g = g_new
-                if r <= ctx.tol: break
-            gx = torch.autograd.grad(f, xn, g)[0]
-        ctx.stats.update(adjoint_iters=it, adjoint_residual=r)
-        return gx, None, None, None, None, None, None
+            gx, it, r = _adjoint(f, s, v, xn, a['iters'], a['tol'], a['damping'])
+        if ctx.stats is not None:
+            ctx.stats.append(dict(adjoint_iters=it, adjoint_residual=r))   # into the caller's collector: this backward's solve
+        return gx, None, None, None, None
 
 # %% ../nbs/04_attacks.ipynb #2cc7b866
 class EPClassifier(nn.Module):
     "An EP-CNN as a torchattacks model: [0,1] images → logits of its full free phase; attack gradients by `grad`."
-    def __init__(self, model: EPCNN, grad: str = 'unrolled', T_attack: int = 70, adjoint_iters: int = 100, adjoint_tol: float = 1e-4,
-                 adjoint_damping: float = 0.5):
+    def __init__(self, model: EPCNN, grad: str = 'unrolled', T_attack: int = 70, adjoint: dict | None = None, stats: list | None = None):
         super().__init__()
-        if grad not in GRADS: raise ValueError(f"unknown EP attack gradient {grad!r}; valid: {', '.join(GRADS)}")
-        if T_attack < 1: raise ValueError(f"T_attack must be ≥ 1, got {T_attack}")
+        lookup(dict.fromkeys(GRADS), grad, 'EP attack gradient')
+        if T_attack < 1:
+            raise ValueError(f"T_attack must be ≥ 1, got {T_attack}")
+        for k in adjoint or {}:
+            lookup(ADJOINT, k, 'adjoint setting')
         self.model, self.grad, self.T_attack = model, grad, int(T_attack)
-        self.adjoint_iters, self.adjoint_tol, self.adjoint_damping = adjoint_iters, adjoint_tol, adjoint_damping
-        self.stats = {}    # the last implicit backward: adjoint iterations and relative residual
+        self.adjoint = {**ADJOINT, **(adjoint or {})}
+        # the caller's collector (a list it owns): each implicit backward appends its adjoint iterations and residual;
+        # the classifier itself keeps nothing from one call to the next
+        self.stats = stats
 
     def _relax(self, xn, T):
         m = self.model
@@ -84,96 +98,164 @@ class EPClassifier(nn.Module):
 
     def _relax_checkpointed(self, xn, T):
         "T steps with activations kept for √T-step chunks only (torch.utils.checkpoint recomputes each chunk in backward)."
-        m = self.model; k = max(1, math.ceil(math.sqrt(T))); drive = input_drive(m, xn); s = m.init_state(xn)
+        m = self.model
+        k, drive, s = max(1, math.ceil(math.sqrt(T))), input_drive(m, xn), m.init_state(xn)
         chunk = lambda n: (lambda d, *s: tuple(relax(m, None, list(s), n, solver=m.solver, drive=d)[0]))
-        for t in range(0, T, k): s = list(checkpoint(chunk(min(k, T - t)), drive, *s, use_reentrant=False))
+        for t in range(0, T, k):
+            s = list(checkpoint(chunk(min(k, T - t)), drive, *s, use_reentrant=False))
         return s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model; xn = m.norm(x)
+        m = self.model
+        xn = m.norm(x)
         tracked = torch.is_grad_enabled() and x.requires_grad
         if tracked and self.grad == 'full':   # all T1 steps; beyond 32 of them, memory of ~2√T1 steps at one more forward's cost
             return m.logits(self._relax_checkpointed(xn, m.T_free) if m.T_free > 32 else self._relax(xn, m.T_free))
-        with torch.no_grad(): s_star = self._relax(xn, m.T_free)
-        if not tracked: return m.logits(s_star)
+        with torch.no_grad():
+            s_star = self._relax(xn, m.T_free)
+        if not tracked:
+            return m.logits(s_star)
         if self.grad == 'implicit':
-            return _ImplicitLogits.apply(xn, m, s_star, self.adjoint_iters, self.adjoint_tol, self.adjoint_damping, self.stats)
+            return _ImplicitLogits.apply(xn, m, s_star, self.adjoint, self.stats)
         z = m.logits(self._relax(xn, self.T_attack))        # unrolled: gradient of T_attack steps, value of T1
-        if not z.requires_grad: z = z + 0. * xn.sum()        # the input has not reached the readout yet: zero gradient
+        if not z.requires_grad:
+            z = z + 0. * xn.sum()                            # the input has not reached the readout yet: zero gradient
         return m.logits(s_star) + (z - z.detach())
 
-def as_classifier(model: nn.Module, grad: str = 'unrolled', T_attack: int = 70) -> nn.Module:
-    "`model` ready for torchattacks, in eval mode with frozen weights (attacks need input gradients only)."
+def as_classifier(model: nn.Module, grad: str = 'unrolled', T_attack: int = 70, stats: list | None = None) -> nn.Module:
+    "`model` ready for torchattacks, in eval mode with frozen weights (attacks need input gradients only); `stats`: see `EPClassifier`."
     model.eval().requires_grad_(False)
-    return EPClassifier(model, grad, T_attack).eval() if isinstance(model, EPCNN) else model
+    return EPClassifier(model, grad, T_attack, stats=stats).eval() if isinstance(model, EPCNN) else model
+
+def adjoint_summary(stats: list[dict]) -> dict:
+    "The adjoint solves of some implicit backwards, for a result row: how many, mean and max iterations, max relative residual."
+    if not stats:
+        return {}
+    it, r = [s['adjoint_iters'] for s in stats], [s['adjoint_residual'] for s in stats]
+    r_max = max((v for v in r if not math.isnan(v)), default=float('nan'))   # nan: no solve ran long enough to check
+    return dict(adjoint_calls=len(stats), adjoint_iters_mean=float(np.mean(it)), adjoint_iters_max=int(max(it)), adjoint_residual_max=r_max)
 
 # %% ../nbs/04_attacks.ipynb #45be7e40
-NORMS = ('L2', 'Linf')
-ATTACKS = ('pgd', 'cw', 'square', 'autoattack')
-MODES = ('paper', 'standard')
+NORMS = {'L2': 2., 'Linf': math.inf}      # threat model -> p of its ℓp ball
+MODES = {'paper': "the paper's code: predicted labels (PGD), no random start, no [0,1] clip",
+         'standard': 'true labels, a random start, the [0,1] clip'}
 # the paper's grids (method.md §3): L2 as in its code; L∞ logspace(1e-4, 0.1, 10) ∪ {8/255}
 EPS_GRIDS = {'L2': (0.05, 0.0788, 0.1242, 0.1957, 0.3085, 0.4862, 0.7663, 1.0, 1.2077, 1.9035, 3.0),
              'Linf': tuple(sorted({*(float(f'{e:.6g}') for e in np.logspace(-4, -1, 10)), 8 / 255}))}
 
 def parse_eps(eps) -> tuple[float, ...] | None:
     "ε values from papermill/CLI input: a number, '8/255', a list, or '0.01, 8/255'; None passes through."
-    if eps is None or eps == '': return None
-    if isinstance(eps, str): eps = eps.replace('[', '').replace(']', '').replace(',', ' ').split()
-    if not isinstance(eps, (list, tuple)): eps = [eps]
-    try: out = tuple(float(Fraction(str(e).strip("'\""))) for e in eps)
-    except (ValueError, ZeroDivisionError): raise ValueError(f"cannot read ε from {eps!r}: give numbers or fractions like 8/255") from None
-    bad = [e for e in out if not e >= 0 or e == float('inf')]
-    if bad: raise ValueError(f"ε must be a finite number ≥ 0, got {bad[0]}")
+    out = parse_list(eps, parse_number, 'ε', '3 or 0.01,8/255 (numbers or fractions like 8/255)')
+    bad = [e for e in out or () if not 0 <= e < math.inf]
+    if bad:
+        raise ValueError(f"ε must be a finite number ≥ 0, got {bad[0]}")
     return out
 
-def check_attack(attack: str, norm: str, mode: str = 'paper'):
-    if attack not in ATTACKS: raise ValueError(f"unknown attack {attack!r}; valid attacks: {', '.join(ATTACKS)}")
-    if norm not in NORMS: raise ValueError(f"unknown norm {norm!r}; valid norms: {', '.join(NORMS)} (L∞ is written Linf)")
-    if mode not in MODES: raise ValueError(f"unknown PGD mode {mode!r}; valid modes: {', '.join(MODES)}")
-    if attack == 'cw' and norm != 'L2': raise ValueError("C&W is an L2 attack: use norm='L2'")
+def _count(v, what: str, hint: str = '') -> int:
+    "A whole number ≥ 1 (steps, T_attack, n_examples, ...); anything else fails naming `what`."
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        n = None
+    if n is None or n < 1 or (isinstance(v, float) and v != n):
+        raise ValueError(f"{what} must be a whole number ≥ 1, got {v!r}{hint}")
+    return n
+
+def parse_T_attack(T) -> tuple[int, ...] | None:
+    "Unrolled steps from papermill/CLI input (70, '10,29,70'); each ≥ 1, since an unrolled gradient needs at least one step."
+    T = parse_list(T, int, 'T_attack', '70 or 10,29,70')
+    hint = ' (the free-phase steps an unrolled attack gradient backpropagates through: 0 would be no gradient)'
+    return None if T is None else tuple(_count(t, 'T_attack', hint) for t in T)
+
+def parse_grads(grads) -> tuple[str, ...] | None:
+    "EP attack gradients from papermill/CLI input ('implicit', 'unrolled,full'), each one of `GRADS`."
+    grads = parse_list(grads, str, 'EP attack gradients', 'unrolled,implicit')
+    for g in grads or ():
+        lookup(dict.fromkeys(GRADS), g, 'EP attack gradient')
+    return grads
+
+@dataclass(frozen=True)
+class AttackDef:
+    "One attack of the registry: how to build it and how the stage runs it."
+    build: Callable                  # (clf, norm, eps, params, seed, n_classes) -> callable (x, y) -> adversarial x
+    label: str                       # its name in messages
+    params: dict                     # every setting it runs with (the paper's values): each goes into a result's key
+    spec_params: tuple = ()          # settings taken from the AttackSpec field of the same name (e.g. PGD's steps)
+    norms: tuple = ('L2', 'Linf')    # threat models it supports, its default first
+    ep_grads: tuple = GRADS          # EP attack gradients it can follow; () for a gradient-free attack (values only)
+    paper_labels: str = 'true'       # labels it moves away from in the paper's mode: 'true' or 'predicted' (standard: true)
+    per_eps: bool = True             # False: one run at the largest ε, scored at each ε by thresholding ‖δ‖ (C&W has no ε)
 
 # %% ../nbs/04_attacks.ipynb #42875855
 class _Rescaled(nn.Module):
     "model(u·(1+2m) − m): lets torchattacks' [0,1] clip stand in for an x-space box [−m, 1+m] that an ε ≤ m step never reaches."
     def __init__(self, model: nn.Module, m: float):
-        super().__init__(); self.model, self.m = model, m
+        super().__init__()
+        self.model, self.m = model, m
         self.train(model.training)   # torchattacks restores train mode after an attack if the module it was given had it
     def forward(self, u): return self.model(u * (1 + 2 * self.m) - self.m)
-
-def _pgd(model, norm, eps, steps, mode, alpha=None):
-    cls = torchattacks.PGDL2 if norm == 'L2' else torchattacks.PGD
-    alpha = 2.5 * eps / steps if alpha is None else alpha
-    if mode == 'standard': return cls(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-    m = eps; k = 1 + 2 * m
-    atk = cls(_Rescaled(model, m), eps=eps / k, alpha=alpha / k, steps=steps, random_start=False)
-    return lambda x, y: project(x, atk((x + m) / k, y) * k - m, norm, eps)   # the projection only removes rounding
 
 def project(x: torch.Tensor, adv: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
     "`adv` moved onto the ε-ball around `x` (L2 or L∞) where it lies outside."
     d = adv - x
-    if norm == 'Linf': return x + d.clamp(-eps, eps)
+    if norm == 'Linf':
+        return x + d.clamp(-eps, eps)
     return x + d * (eps / perturbation_norm(d, 'L2').clamp_min(1e-30)).clamp(max=1).view(-1, *[1] * (d.dim() - 1))
 
-def _autoattack(model, norm, eps, seed, n_classes, iters=100, square_queries=5000, targets=9):
-    "RobustBench's standard AutoAttack from torchattacks' parts (its own `AutoAttack` runs 10 iterations and n_classes−1 targets)."
-    parts = [torchattacks.APGD(model, norm=norm, eps=eps, steps=iters, n_restarts=1, loss='ce', seed=seed),
-             torchattacks.APGDT(model, norm=norm, eps=eps, steps=iters, n_restarts=1, seed=seed, n_classes=n_classes),
-             torchattacks.FAB(model, norm=norm, eps=eps, steps=iters, n_restarts=1, multi_targeted=True, seed=seed, n_classes=n_classes),
-             torchattacks.Square(model, norm=norm, eps=eps, n_queries=square_queries, n_restarts=1, seed=seed)]
-    for a in parts[1:3]: a.n_target_classes = min(targets, n_classes - 1)
-    return torchattacks.MultiAttack(parts)
+def _pgd(clf, norm, eps, p, seed, n_classes):
+    "PGD, step `step_size`·ε/steps; the paper's mode unclipped by the rescaling above, the standard one from a random start."
+    cls = torchattacks.PGDL2 if norm == 'L2' else torchattacks.PGD
+    alpha = p['step_size'] * eps / p['steps']
+    if p['mode'] == 'standard':
+        return cls(clf, eps=eps, alpha=alpha, steps=p['steps'], random_start=True)
+    m = eps
+    k = 1 + 2 * m
+    atk = cls(_Rescaled(clf, m), eps=eps / k, alpha=alpha / k, steps=p['steps'], random_start=False)
+    return lambda x, y: project(x, atk((x + m) / k, y) * k - m, norm, eps)   # the projection only removes rounding
 
-def make_attack(model: nn.Module, attack: str = 'pgd', norm: str = 'L2', eps: float = 0.5, mode: str = 'paper', steps: int = 20,
-                seed: int = 0, n_classes: int = 10, queries: int = 1000, cw_c: float = 1.0, cw_steps: int = 100):
-    "A callable (x, y) → adversarial x for `model` (a classifier from `as_classifier`); y are the labels to move away from."
-    check_attack(attack, norm, mode)
-    if not eps >= 0: raise ValueError(f"ε must be ≥ 0, got {eps}")
-    if steps < 1: raise ValueError(f"steps must be ≥ 1, got {steps}")
-    if eps == 0 and attack != 'cw': return lambda x, y: x.clone()
-    if attack == 'pgd': return _pgd(model, norm, eps, steps, mode)
-    if attack == 'cw': return torchattacks.CW(model, c=cw_c, kappa=0, steps=cw_steps, lr=0.01)
-    if attack == 'square': return torchattacks.Square(model, norm=norm, eps=eps, n_queries=queries, n_restarts=1, p_init=0.8, seed=seed)
-    return _autoattack(model, norm, eps, seed, n_classes)
+def _cw(clf, norm, eps, p, seed, n_classes):
+    "Carlini-Wagner L2 (no ε: it finds the smallest perturbation it can; the stage thresholds ‖δ‖₂ per ε)."
+    return torchattacks.CW(clf, c=p['c'], kappa=p['kappa'], steps=p['steps'], lr=p['lr'])
+
+def _square(clf, norm, eps, p, seed, n_classes):
+    "Square (score-based: queries values only, clipped to [0,1])."
+    return torchattacks.Square(clf, norm=norm, eps=eps, n_queries=p['queries'], n_restarts=p['restarts'], p_init=p['p_init'], seed=seed)
+
+def _targeted(atk, p, n_classes):
+    atk.n_target_classes = min(p['targets'], n_classes - 1)
+    return atk
+
+_AA_PARTS = {   # AutoAttack's parts, by the names its `parts` setting uses
+    'apgd-ce': lambda clf, norm, eps, p, seed, nc: torchattacks.APGD(clf, norm=norm, eps=eps, steps=p['iters'], n_restarts=p['restarts'],
+                                                                     loss='ce', seed=seed),
+    'apgd-t': lambda clf, norm, eps, p, seed, nc: _targeted(torchattacks.APGDT(clf, norm=norm, eps=eps, steps=p['iters'],
+                                                                               n_restarts=p['restarts'], seed=seed, n_classes=nc), p, nc),
+    'fab-t': lambda clf, norm, eps, p, seed, nc: _targeted(torchattacks.FAB(clf, norm=norm, eps=eps, steps=p['iters'], n_restarts=p['restarts'],
+                                                                            multi_targeted=True, seed=seed, n_classes=nc), p, nc),
+    'square': lambda clf, norm, eps, p, seed, nc: torchattacks.Square(clf, norm=norm, eps=eps, n_queries=p['square_queries'],
+                                                                      n_restarts=p['restarts'], seed=seed)}
+
+def _autoattack(clf, norm, eps, p, seed, n_classes):
+    "RobustBench's standard AutoAttack from torchattacks' parts (its own `AutoAttack` runs 10 iterations and n_classes−1 targets)."
+    return torchattacks.MultiAttack([lookup(_AA_PARTS, k, 'AutoAttack part')(clf, norm, eps, p, seed, n_classes) for k in p['parts']])
+
+ATTACKS = {
+    'pgd': AttackDef(_pgd, 'PGD', dict(steps=20, step_size=2.5, mode='paper'), spec_params=('steps', 'mode'), paper_labels='predicted'),
+    'cw': AttackDef(_cw, 'C&W', dict(c=1.0, kappa=0., steps=100, lr=0.01), norms=('L2',), per_eps=False),
+    'square': AttackDef(_square, 'Square', dict(queries=1000, restarts=1, p_init=0.8), spec_params=('queries',),
+                        norms=('Linf', 'L2'), ep_grads=()),
+    'autoattack': AttackDef(_autoattack, 'AutoAttack', dict(parts=('apgd-ce', 'apgd-t', 'fab-t', 'square'), iters=100, restarts=1,
+                                                            targets=9, square_queries=5000), norms=('Linf', 'L2')),
+}
+
+def check_attack(attack: str, norm: str, mode: str = 'paper') -> AttackDef:
+    "The registry entry of `attack`, after checking that it supports `norm` and that `mode` exists."
+    d = lookup(ATTACKS, attack, 'attack')
+    lookup(NORMS, norm, 'norm', hint=' (L∞ is written Linf)')
+    lookup(MODES, mode, 'mode')
+    if norm not in d.norms:
+        raise ValueError(f"{d.label} is an {'/'.join(d.norms)} attack: use norm={d.norms[0]!r}")
+    return d
 
 # %% ../nbs/04_attacks.ipynb #d2ae5c56
 def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -181,66 +263,116 @@ def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     d = delta.flatten(1)
     return d.norm(dim=1) if norm == 'L2' else d.abs().amax(1)
 
-# %% ../nbs/04_attacks.ipynb #f9d0d15e
+# %% ../nbs/04_attacks.ipynb #29a4a5e5
 @dataclass(frozen=True)
 class AttackSpec:
     "One attack setting; `eps` a tuple of values, `grads`/`T_attack` apply to EP-CNNs only."
-    attack: str = 'pgd'
+    attack: str = 'pgd'              # a key of ATTACKS
     norm: str = 'L2'
     eps: tuple = (0.5,)
     mode: str = 'paper'              # PGD: 'paper' (predicted labels, no random start, no clip) or 'standard'
     steps: int = 20                  # PGD steps
     grads: tuple = ('unrolled',)     # EP attack gradients
-    T_attack: tuple = (70,)          # unrolled steps (each value with grad 'unrolled')
+    T_attack: tuple = (70,)          # unrolled steps (each value with grad 'unrolled'), each ≥ 1
     n: int | None = None             # first n test images (None: the preset's test set)
     queries: int = 1000              # Square
     ep_only: bool = False            # run on EP-CNNs only (e.g. an extra EP gradient or a T_attack sweep)
-    def __post_init__(self):
-        check_attack(self.attack, self.norm, self.mode)
-        object.__setattr__(self, 'eps', parse_eps(self.eps) or EPS_GRIDS[self.norm])
-        for g in self.grads:
-            if g not in GRADS: raise ValueError(f"unknown EP attack gradient {g!r}; valid: {', '.join(GRADS)}")
+    options: tuple = ()              # (name, value) pairs overriding the registry's params, e.g. (('iters', 10),) for AutoAttack
+    batch_size: int = 200            # images per attack call (random starts and restarts are seeded per batch)
 
-def _ep_variants(model, spec: AttackSpec):
-    "(grad, T_attack) pairs to run on `model`: one ('backprop', None) for non-EP models."
-    if not isinstance(model, EPCNN): return [('backprop', None)]
-    if spec.attack == 'square': return [('none', None)]        # gradient-free: it only queries the full free phase
+    def __post_init__(self):
+        put = lambda k, v: object.__setattr__(self, k, v)
+        d = check_attack(self.attack, self.norm, self.mode)
+        put('eps', parse_eps(self.eps) or EPS_GRIDS[self.norm])
+        put('grads', parse_grads(self.grads) or ())
+        put('T_attack', parse_T_attack(self.T_attack) or ())
+        for k in ('steps', 'queries', 'batch_size'):
+            put(k, _count(getattr(self, k), k))
+        put('n', None if self.n is None else _count(self.n, 'n_examples'))
+        opts = dict(self.options)
+        for k in opts:
+            lookup(d.params, k, f'{d.label} setting')
+            if k in d.spec_params:
+                raise ValueError(f"{d.label}'s {k} is set by AttackSpec.{k}, not by options")
+        put('options', tuple(sorted(opts.items())))
+
+    @property
+    def definition(self) -> AttackDef: return ATTACKS[self.attack]
+
+    def params(self) -> dict:
+        "Every setting the attack runs with: the registry's, those it takes from this spec, then `options`."
+        d = self.definition
+        return {**d.params, **{k: getattr(self, k) for k in d.spec_params}, **dict(self.options)}
+
+def make_attack(clf: nn.Module, spec: AttackSpec, eps: float, seed: int = 0, n_classes: int = 10):
+    "A callable (x, y) → adversarial x for `clf` (a classifier from `as_classifier`) at `eps`; y are the labels to move away from."
+    if not eps >= 0:
+        raise ValueError(f"ε must be ≥ 0, got {eps}")
+    d = spec.definition
+    if eps == 0 and d.per_eps:
+        return lambda x, y: x.clone()
+    return d.build(clf, spec.norm, eps, spec.params(), seed, n_classes)
+
+# %% ../nbs/04_attacks.ipynb #f9d0d15e
+def _ep_variants(model, spec: AttackSpec) -> list[tuple]:
+    "(grad, T_attack) pairs to run on `model`: one ('backprop', None) for non-EP models, ('none', None) for a gradient-free attack."
+    if not isinstance(model, EPCNN):
+        return [('backprop', None)]
+    d = spec.definition
+    if not d.ep_grads:
+        return [('none', None)]         # it only queries the full free phase
     out = []
-    for g in spec.grads:
-        if g == 'unrolled': out += [('unrolled', min(int(t), model.T_free)) for t in spec.T_attack]
-        else: out.append((g, model.T_free if g == 'full' else None))
+    for g in (g for g in spec.grads if g in d.ep_grads):
+        if g == 'unrolled':
+            out += [('unrolled', min(t, model.T_free)) for t in spec.T_attack]
+        else:
+            out.append((g, model.T_free if g == 'full' else None))
     return list(dict.fromkeys(out))
 
-def attack_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str = 'pgd', norm: str = 'L2', eps=(0.5,),
-                 mode: str = 'paper', steps: int = 20, grad: str = 'unrolled', T_attack: int = 70, seed: int = 0,
-                 batch_size: int = 200, queries: int = 1000, n_classes: int = 10, keep: int = 0, progress: bool = False) -> list[dict]:
-    "Robust accuracy of `model` on [0,1] images `x` (true labels `y`) for each ε; one dict per ε (plus `examples` if `keep`)."
-    eps = parse_eps(eps); check_attack(attack, norm, mode)
-    dev = next(model.parameters()).device
-    clf = as_classifier(model, grad if grad in GRADS else 'full', T_attack); x, y = x.to(dev), y.to(dev)   # Square: values only
-    clean_pred = predict(clf, x, batch_size).to(dev)
-    labels = y if (attack != 'pgd' or mode == 'standard') else clean_pred     # the paper's PGD moves away from the prediction
+def _labels_of(spec: AttackSpec) -> str:
+    "'predicted' or 'true': the labels the attack moves away from (the clean prediction where its paper mode says so)."
+    return 'predicted' if spec.mode == 'paper' and spec.definition.paper_labels == 'predicted' else 'true'
+
+def _run_eps(clf, atk, x, labels, y, spec: AttackSpec, seed: int, e: float, progress: bool):
+    "One attack at one ε over `x` in batches: (correct under attack, ‖δ‖ per image, the first batch's adversarial images and predictions)."
+    bs, correct, norms, first = spec.batch_size, [], [], None
+    for i in tqdm(range(0, len(x), bs), desc=f'{spec.attack} {spec.norm} ε={e:.4g}', disable=not progress, leave=False):
+        xb = x[i:i + bs]
+        seed_everything(derive_seed(seed, spec.attack, spec.norm, e, i))              # random starts and restarts are seeded
+        with torch.enable_grad():
+            adv = atk(xb, labels[i:i + bs]).detach()
+        pred = predict(clf, adv, bs).to(x.device)
+        correct.append(pred == y[i:i + bs])
+        norms.append(perturbation_norm(adv - xb, spec.norm))
+        if first is None:
+            first = (adv, pred)
+    return torch.cat(correct), torch.cat(norms), first
+
+def attack_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, grad: str = 'unrolled', T_attack: int | None = None,
+                 seed: int = 0, keep: int = 0, progress: bool = False) -> list[dict]:
+    "Robust accuracy of `model` on [0,1] images `x` (true labels `y`) under `spec`, one dict per ε (plus `examples` if `keep`)."
+    d, dev, stats = spec.definition, next(model.parameters()).device, []   # stats: this call's adjoint solves, one per implicit backward
+    clf = as_classifier(model, grad if grad in GRADS else 'full', 70 if T_attack is None else T_attack, stats)   # 'none': values only
+    x, y = x.to(dev), y.to(dev)
+    clean_pred = predict(clf, x, spec.batch_size).to(dev)
+    labels = clean_pred if _labels_of(spec) == 'predicted' else y
+    clean_ok = clean_pred == y
+    with torch.no_grad():
+        n_classes = clf(x[:1]).shape[1]
     out = []
-    for e in (eps if attack != 'cw' else (max(eps),)):
-        t0, correct, worst, adv_keep = time.time(), [], [], None
-        atk = make_attack(clf, attack, norm, e, mode, steps, seed, n_classes, queries)
-        for i in tqdm(range(0, len(x), batch_size), desc=f'{attack} {norm} ε={e:.4g}', disable=not progress, leave=False):
-            xb, lb = x[i:i + batch_size], labels[i:i + batch_size]
-            seed_everything(derive_seed(seed, attack, norm, e, i))              # random starts and restarts are seeded
-            with torch.enable_grad(): adv = atk(xb, lb).detach()
-            pred = predict(clf, adv, batch_size).to(dev); d = perturbation_norm(adv - xb, norm)
-            correct.append(pred == y[i:i + batch_size]); worst.append(d)
-            if keep and adv_keep is None: adv_keep = dict(clean=xb[:keep].cpu(), adv=adv[:keep].cpu(), y=y[:keep].cpu(),
-                                                          pred_clean=clean_pred[:keep].cpu(), pred_adv=pred[:keep].cpu())
-        correct, dn = torch.cat(correct), torch.cat(worst)
-        seconds = time.time() - t0
-        for e_report in (eps if attack == 'cw' else (e,)):
-            # a C&W image beyond ε is not an adversarial example at ε: the clean prediction stands
-            ok = correct | ((dn > e_report * (1 + 1e-6)) & (clean_pred == y)) if attack == 'cw' else correct
-            row = dict(eps=e_report, robust_acc=ok.float().mean().item(), clean_acc=(clean_pred == y).float().mean().item(),
-                       n=len(y), max_norm=dn.max().item(), seconds=seconds, **(clf.stats if isinstance(clf, EPClassifier) else {}))
-            if keep: row['examples'] = adv_keep
-            out.append(row)
+    for e in (spec.eps if d.per_eps else (max(spec.eps),)):
+        t0, mark = time.time(), len(stats)
+        atk = make_attack(clf, spec, e, seed, n_classes)
+        correct, dn, (adv, pred) = _run_eps(clf, atk, x, labels, y, spec, seed, e, progress)
+        common = dict(clean_acc=clean_ok.float().mean().item(), n=len(y), max_norm=dn.max().item(), seconds=time.time() - t0,
+                      **adjoint_summary(stats[mark:]))
+        if keep:
+            common['examples'] = dict(clean=x[:keep].cpu(), adv=adv[:keep].cpu(), y=y[:keep].cpu(), pred_clean=clean_pred[:keep].cpu(),
+                                      pred_adv=pred[:keep].cpu())
+        # one run per ε; or one at the largest, where an image beyond ε is no adversarial example at ε: the clean prediction stands
+        for e_report in ((e,) if d.per_eps else spec.eps):
+            ok = correct if d.per_eps else correct | ((dn > e_report * (1 + 1e-6)) & clean_ok)
+            out.append(dict(eps=e_report, robust_acc=ok.float().mean().item(), **common))
     return out
 
 # %% ../nbs/04_attacks.ipynb #00f5fd1b
@@ -270,80 +402,220 @@ ATTACK_PLANS = {
               AttackSpec('autoattack', 'Linf', EPS_GRIDS['Linf'], n=200)],
 }
 
-def attack_plan(preset, eps=None, norm=None, attack=None, grad=None, T_attack=None, n_examples=None, mode=None, steps=None) -> list[AttackSpec]:
-    "The preset's plan, or the one spec the arguments describe when any of eps/norm/attack/grad/T_attack is given."
-    p = get_preset(preset); mode = mode or 'paper'      # an unknown mode fails in AttackSpec's check when `over` applies it
-    if steps is not None and int(steps) < 1: raise ValueError(f"steps must be ≥ 1, got {steps}")
-    over = lambda s: replace(s, mode=mode, n=s.n if n_examples is None else n_examples,
-                             steps=int(steps) if steps is not None and s.attack == 'pgd' else s.steps)
-    if all(v is None or v == '' for v in (eps, norm, attack, grad, T_attack)):
-        return [over(s) for s in ATTACK_PLANS.get(p.name, ATTACK_PLANS['cpu'])]
-    attack = attack or 'pgd'; norm = norm or ('Linf' if attack in ('square', 'autoattack') else 'L2')
-    base = next((s for s in ATTACK_PLANS.get(p.name, ()) if s.attack == attack and s.norm == norm), AttackSpec(attack, norm))
-    grads = parse_names(grad) or base.grads
-    T = parse_seeds(T_attack) or base.T_attack
-    return [over(replace(base, eps=parse_eps(eps) or EPS_GRIDS[norm], grads=grads, T_attack=T, ep_only=False))]
+@dataclass(frozen=True)
+class AttackArgs:
+    "The attack stage's own settings (the papermill cell's flat parameters), parsed and checked on construction."
+    eps: tuple | None = None         # None: the plan's, or the paper's grid for the norm
+    norm: str | None = None          # None: the attack's default (L2 for PGD and C&W, L∞ for Square and AutoAttack)
+    attack: str | None = None        # a key of ATTACKS; None: pgd
+    grad: tuple | None = None        # EP attack gradients; None: the plan's
+    T_attack: tuple | None = None    # unrolled steps, each ≥ 1; None: the plan's
+    mode: str | None = None          # None: paper
+    steps: int | None = None         # PGD steps; None: the plan's
+    n_examples: int | None = None    # first n test images; None: the plan's
+
+    def __post_init__(self):
+        put = lambda k, v: object.__setattr__(self, k, v)
+        blank = lambda v: v is None or (isinstance(v, str) and not v.strip())
+        put('eps', parse_eps(self.eps))
+        put('grad', parse_grads(self.grad))
+        put('T_attack', parse_T_attack(self.T_attack))
+        for k in ('norm', 'attack', 'mode', 'steps', 'n_examples'):
+            put(k, None if blank(getattr(self, k)) else getattr(self, k))
+        put('steps', None if self.steps is None else _count(self.steps, 'steps'))
+        put('n_examples', None if self.n_examples is None else _count(self.n_examples, 'n_examples'))
+        attack = self.attack or 'pgd'
+        check_attack(attack, self.norm or lookup(ATTACKS, attack, 'attack').norms[0], self.mode or 'paper')
+
+    @property
+    def custom(self) -> bool:
+        "True when the settings describe one attack rather than selecting the preset's plan."
+        return any(v is not None for v in (self.eps, self.norm, self.attack, self.grad, self.T_attack))
+
+    def specs(self, preset) -> list[AttackSpec]:
+        "The preset's plan, or the one spec these settings describe (the plan's spec for that attack and norm, changed)."
+        p = get_preset(preset)
+        plan = ATTACK_PLANS.get(p.name, ATTACK_PLANS['cpu'])
+        if self.custom:
+            attack = self.attack or 'pgd'
+            norm = self.norm or ATTACKS[attack].norms[0]
+            base = next((s for s in plan if (s.attack, s.norm) == (attack, norm)), AttackSpec(attack, norm))
+            plan = [replace(base, eps=self.eps or EPS_GRIDS[norm], grads=self.grad or base.grads,
+                            T_attack=self.T_attack or base.T_attack, ep_only=False)]
+        return [self._override(s) for s in plan]
+
+    def _override(self, s: AttackSpec) -> AttackSpec:
+        steps = self.steps if self.steps is not None and 'steps' in s.definition.spec_params else s.steps   # AutoAttack keeps its own
+        return replace(s, mode=self.mode or 'paper', n=self.n_examples or s.n, steps=steps)
+
+def attack_plan(preset, args: AttackArgs | None = None, **kw) -> list[AttackSpec]:
+    "The specs `args` (or `AttackArgs(**kw)`) select for `preset`: its plan, or the one setting they describe."
+    return (args or AttackArgs(**kw)).specs(preset)
 
 # %% ../nbs/04_attacks.ipynb #d34ae65b
-ATTACK_KEYS = ['preset', 'dataset', 'model', 'seed', 'config_hash', 'attack', 'norm', 'eps', 'mode', 'steps', 'grad', 'T_attack', 'n']
+FIG2 = ('pgd', 'L2', 3.0, 6)   # Fig. 2: the first 6 images under L2 PGD at ε = 3, for every model
 
-def _done_units(path) -> set:
-    "Keys of the (model, attack, ε, ...) units already in the table, for resuming."
-    if not path.exists(): return set()
-    t = read_table(path).astype({'T_attack': 'float'}).fillna({'T_attack': -1.})
-    return {tuple(r) for r in t[ATTACK_KEYS].astype(str).itertuples(index=False)}
+def unit_hash(spec: AttackSpec, eps: float, grad: str, T_attack: int | None, ids: dict, images: str) -> str:
+    "The key of one result: the attack's full definition at `eps`, the EP gradient, the model (config, training data) and the images."
+    attack = dict(attack=spec.attack, norm=spec.norm, mode=spec.mode, eps=float(eps), params=spec.params(), n=spec.n,
+                  labels=_labels_of(spec), per_eps=spec.definition.per_eps, batch_size=spec.batch_size)
+    gradient = dict(grad=grad, T_attack=T_attack, adjoint=ADJOINT if grad == 'implicit' else None)
+    model = {k: ids[k] for k in ('config_hash', 'data', 'seed')}
+    return config_hash(attack, gradient, model, images, n=16)
 
-def _unit_key(ids, spec, e, grad, T) -> tuple:
-    v = {**ids, 'attack': spec.attack, 'norm': spec.norm, 'eps': float(e), 'mode': spec.mode, 'steps': spec.steps,
-         'grad': grad, 'T_attack': float(T) if T is not None else -1., 'n': spec.n}
-    return tuple(str(v[k]) for k in ATTACK_KEYS)
+@dataclass(frozen=True)
+class Unit:
+    "One model's share of one spec, narrowed to one EP attack gradient and the ε still to do: what `attack_model` runs."
+    name: str                        # the model's name in the preset
+    ids: dict                        # its row ids (preset, dataset, model, seed, config_hash, data, weights)
+    model: nn.Module
+    spec: AttackSpec                 # eps: those still to do; n: the images attacked
+    grad: str                        # 'backprop' (not an EP-CNN), 'none' (gradient-free) or an EP attack gradient
+    T_attack: int | None             # unrolled steps ('full': T1), else None
+    x: torch.Tensor                  # the first spec.n test images in [0,1], and their labels
+    y: torch.Tensor
+    keys: dict                       # ε -> unit hash
+
+def _units(st: Stage, specs: list[AttackSpec], done: set):
+    "Yield a `Unit` for each model, spec and EP gradient with ε whose (unit, weights) is not in `done` (read as each unit is asked for)."
+    for name, _, r, ids in st.models():
+        for spec in specs:
+            if spec.ep_only and not isinstance(r.model, EPCNN):
+                continue
+            n = min(spec.n or len(st.test[1]), len(st.test[1]))
+            spec, (x, y) = replace(spec, n=n), (st.test[0][:n], st.test[1][:n])
+            images = fingerprint(x, y)
+            for g, T in _ep_variants(r.model, spec):
+                keys = {e: unit_hash(spec, e, g, T, ids, images) for e in spec.eps}
+                todo = tuple(e for e in spec.eps if (keys[e], ids['weights']) not in done)
+                if todo:
+                    yield Unit(name, ids, r.model, replace(spec, eps=todo), g, T, to_float(x), y, keys)
+
+def _rows(u: Unit, results: list[dict]) -> list[dict]:
+    "`attack_model`'s results as table rows: the model's ids, the attack's settings and every parameter, the unit hash."
+    s = u.spec
+    return [{**u.ids, 'attack': s.attack, 'norm': s.norm, 'mode': s.mode, 'steps': s.steps, 'grad': u.grad,
+             'T_attack': float('nan') if u.T_attack is None else float(u.T_attack), 'n': s.n,
+             **{k: v for k, v in r.items() if k != 'examples'}, 'params': json.dumps(s.params()), 'unit': u.keys[r['eps']]}
+            for r in results]
+
+# %% ../nbs/04_attacks.ipynb #37a80961
+def _aside(path: Path) -> Path:
+    "A free name beside `path` to move a corrupt file to: <name>.corrupt, <name>.corrupt1, ..."
+    for i in range(1000):
+        p = path.with_name(f"{path.name}.corrupt{i or ''}")
+        if not p.exists():
+            return p
+    raise FileExistsError(f"too many corrupt copies of {path} beside it: remove some")
+
+def _read_examples(path: Path) -> dict:
+    "The Fig. 2 examples saved so far; a corrupt file is moved aside (with a warning naming both paths) and a fresh one started."
+    if not path.exists():
+        return {}
+    try:
+        return dict(load_checkpoint(path, 'adv_examples')['examples'])
+    except (CheckpointError, KeyError, TypeError) as e:
+        aside = _aside(path)
+        path.replace(aside)
+        side = path.with_suffix('.json')     # its sidecar (checksum) goes along
+        if side.exists():
+            side.replace(_aside(side))
+        warnings.warn(f"{path} is unreadable ({type(e).__name__}): moved it to {aside} (its examples are kept there) "
+                      f"and started a fresh {path.name}")
+        return {}
 
 def _save_examples(path, key: str, ex: dict):
-    "Keep a few clean/adversarial images per model for Fig. 2 (float16; one file for all presets)."
-    data = load_checkpoint(path, 'adv_examples')['examples'] if path.exists() else {}
-    data[key] = {k: (v.half() if v.is_floating_point() else v) for k, v in ex.items()}
-    save_checkpoint(path, dict(key='adv_examples', kind='adv_examples', examples=data))
+    "Keep a few clean/adversarial images per model for Fig. 2 (float16; one file for all presets), holding the file's lock."
+    path = Path(path)
+    with file_lock(path):
+        data = _read_examples(path)
+        data[key] = {k: (v.half() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in ex.items()}
+        save_checkpoint(path, dict(key='adv_examples', kind='adv_examples', examples=data))   # atomic: a temporary, then a rename
 
-def attack_stage(preset: str = 'tiny', eps=None, norm=None, attack=None, models=None, seeds=None, n_examples=None, grad=None,
-                 T_attack=None, mode: str | None = None, steps: int | None = None, dataset: str = 'cifar10', data_root=None, out_dir=None,
-                 cache_dir=None, device=None, batch_size: int = 200, progress: bool = True) -> pd.DataFrame:
-    "Attack a preset's trained models (training any that are missing); append `results/attacks.csv`. Returns the new rows."
-    p = get_preset(preset); cfgs = stage_configs(p, models, dataset); seeds = parse_seeds(seeds) or p.seeds
-    plan = attack_plan(p, eps, norm, attack, grad, T_attack, parse_n(n_examples), mode, steps)
-    paths = get_paths(out_dir, cache_dir); table = paths.results / 'attacks.csv'
-    train = load_cifar(data_root, dataset, 'train', cache_dir=paths.cache, progress=progress)
-    test = load_cifar(data_root, dataset, 'test', n=p.n_test, cache_dir=paths.cache, progress=progress)
-    n_classes = get_dataset_info(dataset).n_classes; done = _done_units(table); new = []
-    for name, _, r, ids in trained_models(p, cfgs, seeds, train, test, paths, progress, device):
-        seed = ids['seed']
-        for spec in plan:
-            if spec.ep_only and not isinstance(r.model, EPCNN): continue
-            n = min(spec.n or len(test[1]), len(test[1])); spec = replace(spec, n=n)
-            x, y = to_float(test[0][:n]), test[1][:n]
-            for g, T in _ep_variants(r.model, spec):
-                todo = [e for e in spec.eps if _unit_key(ids, spec, e, g, T) not in done]
-                if not todo: continue
-                keep = 6 if spec.attack == 'pgd' and spec.norm == 'L2' and 3.0 in todo else 0
-                rows = attack_model(r.model, x, y, spec.attack, spec.norm, todo, spec.mode, spec.steps, g, T or 1,
-                                    derive_seed(seed, 'attack'), batch_size, spec.queries, n_classes, keep, progress)
-                out = []
-                for row in rows:
-                    ex = row.pop('examples', None)
-                    if ex is not None and row['eps'] == 3.0: _save_examples(paths.results / 'adv_examples.pt', f"{p.name}|{dataset}|{name}|{seed}|{g}", ex)
-                    out.append({**ids, 'attack': spec.attack, 'norm': spec.norm, 'mode': spec.mode, 'steps': spec.steps,
-                                'grad': g, 'T_attack': float('nan') if T is None else float(T), 'n': n, **row})
-                append_rows(table, out, ATTACK_KEYS)        # after every unit: an interrupted stage loses at most one
-                done |= {_unit_key(ids, spec, e, g, T) for e in todo}
-                new += out
-                if progress:
-                    tag = '' if g == 'backprop' else f" {g}{'' if T is None else f' T={T}'}"
-                    tqdm.write(f"{name} s{seed} {spec.attack} {spec.norm}{tag}: " + ', '.join(f"ε {o['eps']:.4g} → {o['robust_acc']:.3f}" for o in out)
-                               + f" (clean {out[0]['clean_acc']:.3f}, {sum(o['seconds'] for o in out):.0f}s)")
+def _keep_examples(st: Stage, u: Unit, results: list[dict]):
+    "Save the Fig. 2 examples among `results` (L2 PGD at ε = 3), keyed as the figures expect, with the unit and weights they come from."
+    for r in results:
+        if 'examples' in r and (u.spec.attack, u.spec.norm, r['eps']) == FIG2[:3]:
+            key = '|'.join(str(v) for v in (u.ids['preset'], u.ids['dataset'], u.name, u.ids['seed'], u.grad))
+            ex = {**r['examples'], 'unit': u.keys[r['eps']], 'weights': u.ids['weights']}
+            _save_examples(st.paths.results / 'adv_examples.pt', key, ex)
+
+# %% ../nbs/04_attacks.ipynb #45cb4c7a
+def _superseded(ids: dict):
+    "A `drop` for `append_rows`: rows of the model `ids` measured on other weights (a retrained model), or on unrecorded ones."
+    elsewhere = measured_elsewhere({k: v for k, v in ids.items() if k != 'weights'}, ids['weights'])
+    model = {k: str(ids[k]) for k in ('preset', 'dataset', 'model', 'seed', 'config_hash')}
+    def mask(t: pd.DataFrame) -> pd.Series:
+        same = (t[list(model)].astype(str) == pd.Series(model)).all(axis=1)
+        unrecorded = t['weights'].isna() if 'weights' in t else pd.Series(True, index=t.index)
+        return elsewhere(t) | (same & unrecorded)
+    return mask
+
+def _upgrade(table: Path):
+    "Give rows written before results had units a `legacy-…` unit each, so that keying by `unit` keeps every one of them."
+    def fill(t):
+        t = t.copy()
+        if 'unit' not in t:
+            t['unit'] = None
+        old = t['unit'].isna()
+        cols = [c for c in t.columns if c != 'unit']
+        t.loc[old, 'unit'] = ['legacy-' + config_hash(*r) for r in t.loc[old, cols].astype(str).itertuples(index=False)]
+        return t
+    if not table.exists() or not table.stat().st_size:
+        return
+    t = read_table(table)
+    if 'unit' not in t or t['unit'].isna().any():
+        update_table(table, fill)
+
+def _done(table: Path) -> set:
+    "(unit, weights) of every result in the table: a unit is done only where it was measured on the same weights."
+    if not table.exists() or not table.stat().st_size:
+        return set()
+    t = read_table(table)
+    return set(zip(t['unit'], t['weights'])) if {'unit', 'weights'} <= set(t) else set()
+
+def _describe(s: AttackSpec) -> str:
+    grads = f", EP {'/'.join(s.grads)} (T_attack {'/'.join(map(str, s.T_attack))})" if s.definition.ep_grads else ''
+    return f"{s.attack} {s.norm} ε {', '.join(f'{e:.4g}' for e in s.eps)} on {s.n or 'all'} images{grads}{' [EP only]' if s.ep_only else ''}"
+
+def _report(u: Unit, rows: list[dict]):
+    tag = '' if u.grad == 'backprop' else f" {u.grad}{'' if u.T_attack is None else f' T={u.T_attack}'}"
+    accs = ', '.join(f"ε {o['eps']:.4g} → {o['robust_acc']:.3f}" for o in rows)
+    tqdm.write(f"{u.name} s{u.ids['seed']} {u.spec.attack} {u.spec.norm}{tag}: {accs} "
+               f"(clean {rows[0]['clean_acc']:.3f}, {sum(o['seconds'] for o in rows):.0f}s)")
+
+# %% ../nbs/04_attacks.ipynb #4e8abac4
+def _settings(args: StageArgs | None, plan, kw: dict) -> tuple[StageArgs, object]:
+    "`args` and `plan` with each of `kw` applied to whichever of them has that field; both checked, nothing loaded."
+    stage_keys, attack_keys = {f.name for f in fields(StageArgs)}, {f.name for f in fields(AttackArgs)}
+    bad = set(kw) - stage_keys - attack_keys
+    if bad:
+        raise TypeError(f"attack_stage got unknown settings {sorted(bad)}; valid: {', '.join(sorted(stage_keys | attack_keys))}")
+    sa, pa = {k: v for k, v in kw.items() if k in stage_keys}, {k: v for k, v in kw.items() if k in attack_keys}
+    args = replace(args, **sa) if args is not None else StageArgs(**sa)
+    if pa and plan is not None and not isinstance(plan, AttackArgs):
+        raise TypeError(f"{sorted(pa)} apply to an AttackArgs plan, not to a list of AttackSpecs")
+    plan = replace(plan, **pa) if isinstance(plan, AttackArgs) else (plan if plan is not None else AttackArgs(**pa))
+    return args, plan
+
+def attack_stage(args: StageArgs | None = None, plan: AttackArgs | list[AttackSpec] | None = None, **kw) -> pd.DataFrame:
+    "Attack a preset's models (training any that are missing) with `plan`; append `results/attacks.csv`. Returns the new rows."
+    args, plan = _settings(args, plan, kw)            # bad settings fail here, before any data or model loads
+    specs = plan.specs(args.preset) if isinstance(plan, AttackArgs) else list(plan)
+    st = open_stage(args)
+    table = st.paths.results / 'attacks.csv'
+    if args.progress:
+        print(f"attack plan ({st.preset.name}):\n  " + '\n  '.join(_describe(s) for s in specs))
+    _upgrade(table)
+    done, new = _done(table), []
+    for u in _units(st, specs, done):
+        keep = FIG2[3] if (u.spec.attack, u.spec.norm) == FIG2[:2] and FIG2[2] in u.spec.eps else 0
+        res = attack_model(u.model, u.x, u.y, u.spec, u.grad, u.T_attack, derive_seed(u.ids['seed'], 'attack'), keep, args.progress)
+        _keep_examples(st, u, res)
+        rows = _rows(u, res)
+        append_rows(table, rows, ['unit'], drop=_superseded(u.ids))     # after every unit: an interrupted stage loses at most one
+        done |= {(r['unit'], r['weights']) for r in rows}
+        new += rows
+        if args.progress:
+            _report(u, rows)
     return pd.DataFrame(new)
-
-def parse_n(n) -> int | None:
-    "`n_examples` from papermill/CLI: None or a positive int."
-    if n is None or n == '': return None
-    n = int(n)
-    if n < 1: raise ValueError(f"n_examples must be ≥ 1, got {n}")
-    return n

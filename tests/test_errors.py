@@ -62,11 +62,17 @@ def test_diverging_ep_run_names_epoch_and_batch_and_keeps_checkpoint(tmp_path):
                                      (dict(eps='8/0'), 'fractions like 8/255'),
                                      (dict(attack='fgsm'), 'valid attacks: pgd, cw, square, autoattack'),
                                      (dict(norm='L1'), 'valid norms: L2, Linf'),
-                                     (dict(grad='bptt'), 'valid: unrolled, full, implicit'),
+                                     (dict(grad='bptt'), 'valid EP attack gradients: unrolled, full, implicit'),
                                      (dict(mode='strict'), 'valid modes: paper, standard'),
-                                     (dict(n_examples=0), 'n_examples must be ≥ 1'),
-                                     (dict(attack='cw', norm='Linf'), 'C&W is an L2 attack')])
+                                     (dict(n_examples=0), 'n_examples must be a whole number ≥ 1'),
+                                     (dict(T_attack='4,0'), 'T_attack must be a whole number ≥ 1, got 0'),
+                                     (dict(steps=0), 'steps must be a whole number ≥ 1'),
+                                     (dict(attack='cw', norm='Linf'), 'C&W is an L2 attack'),
+                                     (dict(models='resnet'), "unknown model 'resnet'")])
 def test_attack_stage_bad_input(tmp_path, kw, msg):
     "The attack stage rejects bad settings before it loads data or models."
     from eprobust.attacks import attack_stage
-    with pytest.raises(ValueError, match=msg): attack_stage('tiny', data_root=tmp_path / 'none', out_dir=tmp_path, progress=False, **kw)
+    from eprobust.train import StageArgs
+    args = StageArgs('tiny', data_root=str(tmp_path / 'none'), out_dir=str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match=msg): attack_stage(args, **kw)
+    assert not (tmp_path / 'results').exists()
