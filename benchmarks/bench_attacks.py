@@ -25,11 +25,12 @@ def one(arch: str, grad: str, batch: int, repeats: int) -> dict:
     import torch, torch.nn.functional as F
     from eprobust.core import get_preset
     from eprobust.train import build_model
-    from eprobust.attacks import EPClassifier
+    from eprobust.attacks import EPClassifier, adjoint_summary
     torch.manual_seed(0)
     cfg = get_preset(arch).train['ep_cnn']; model = build_model(cfg).eval().requires_grad_(False)
     T_attack = min(70, model.T_free)
-    clf = EPClassifier(model, grad, T_attack)
+    stats = []                     # the implicit backward's adjoint statistics, one dict per solve
+    clf = EPClassifier(model, grad, T_attack, stats=stats)
     x = torch.rand(batch, 3, 32, 32); y = torch.randint(0, 10, (batch,))
     def step():
         xx = x.clone().requires_grad_()
@@ -46,7 +47,7 @@ def one(arch: str, grad: str, batch: int, repeats: int) -> dict:
     sec = (time.perf_counter() - t0) / repeats
     return dict(arch=arch, grad=grad, T1=model.T_free, T_attack=T_attack if grad == 'unrolled' else (model.T_free if grad == 'full' else None),
                 batch=batch, seconds_per_step=sec, peak_rss_mib=peak / 1024, saved_for_backward_mib=sum(saved.values()) / 2 ** 20,
-                threads=torch.get_num_threads(), **clf.stats)
+                threads=torch.get_num_threads(), **adjoint_summary(stats))
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--quick', action='store_true'); ap.add_argument('--child', nargs=4)

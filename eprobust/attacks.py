@@ -26,10 +26,10 @@ from .ep import EPCNN, SOLVERS, relax, input_drive, _sweep, _Net
 from .train import StageArgs, Stage, open_stage, predict
 
 # %% auto #0
-__all__ = ['GRADS', 'ADJOINT', 'NORMS', 'MODES', 'EPS_GRIDS', 'ATTACKS', 'ATTACK_PLANS', 'FIG2', 'EPClassifier', 'as_classifier',
-           'adjoint_summary', 'parse_eps', 'parse_T_attack', 'parse_grads', 'AttackDef', 'project', 'check_attack',
-           'perturbation_norm', 'AttackSpec', 'make_attack', 'attack_model', 'AttackArgs', 'attack_plan', 'unit_hash',
-           'Unit', 'attack_stage']
+__all__ = ['GRADS', 'ADJOINT', 'NORMS', 'MODES', 'EPS_GRIDS', 'ATTACKS', 'ATTACK_PLANS', 'FIG2', 'SLOT', 'EPClassifier',
+           'as_classifier', 'adjoint_summary', 'parse_eps', 'parse_T_attack', 'parse_grads', 'AttackDef', 'project',
+           'check_attack', 'perturbation_norm', 'AttackSpec', 'make_attack', 'attack_model', 'AttackArgs',
+           'attack_plan', 'unit_hash', 'Unit', 'attack_stage']
 
 # %% ../nbs/04_attacks.ipynb #e9f76d32
 GRADS = ('unrolled', 'full', 'implicit')
@@ -541,14 +541,23 @@ def _keep_examples(st: Stage, u: Unit, results: list[dict]):
             _save_examples(st.paths.results / 'adv_examples.pt', key, ex)
 
 # %% ../nbs/04_attacks.ipynb #45cb4c7a
-def _superseded(ids: dict):
-    "A `drop` for `append_rows`: rows of the model `ids` measured on other weights (a retrained model), or on unrecorded ones."
+SLOT = ('attack', 'norm', 'mode', 'eps', 'grad', 'T_attack')   # what a figure or table shows a row as
+
+def _slots(t: pd.DataFrame) -> pd.Series:
+    "Each row's SLOT as one string (floats to 10 digits, NaN as 'nan'), to compare rows read back from the CSV with new ones."
+    cell = lambda v: f'{v:.10g}' if isinstance(v, float) else str(v)
+    return t[list(SLOT)].apply(lambda r: '|'.join(cell(v) for v in r), axis=1)
+
+def _superseded(ids: dict, rows: list[dict]):
+    "A `drop` for `append_rows`: rows of the model `ids` measured on other or unrecorded weights, or shown in the same slot as one of `rows` but defined otherwise."
     elsewhere = measured_elsewhere({k: v for k, v in ids.items() if k != 'weights'}, ids['weights'])
     model = {k: str(ids[k]) for k in ('preset', 'dataset', 'model', 'seed', 'config_hash')}
+    new = pd.DataFrame(rows)
     def mask(t: pd.DataFrame) -> pd.Series:
         same = (t[list(model)].astype(str) == pd.Series(model)).all(axis=1)
         unrecorded = t['weights'].isna() if 'weights' in t else pd.Series(True, index=t.index)
-        return elsewhere(t) | (same & unrecorded)
+        redefined = _slots(t).isin(set(_slots(new))) & ~t['unit'].isin(set(new['unit'])) if {*SLOT, 'unit'} <= set(t) else False
+        return elsewhere(t) | (same & (unrecorded | redefined))
     return mask
 
 def _upgrade(table: Path):
@@ -613,7 +622,7 @@ def attack_stage(args: StageArgs | None = None, plan: AttackArgs | list[AttackSp
         res = attack_model(u.model, u.x, u.y, u.spec, u.grad, u.T_attack, derive_seed(u.ids['seed'], 'attack'), keep, args.progress)
         _keep_examples(st, u, res)
         rows = _rows(u, res)
-        append_rows(table, rows, ['unit'], drop=_superseded(u.ids))     # after every unit: an interrupted stage loses at most one
+        append_rows(table, rows, ['unit'], drop=_superseded(u.ids, rows))     # after every unit: an interrupted stage loses at most one
         done |= {(r['unit'], r['weights']) for r in rows}
         new += rows
         if args.progress:
