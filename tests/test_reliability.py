@@ -102,8 +102,8 @@ json.dump(sorted(rows['unit']), open(dest, 'w'))
 
 @pytest.mark.slow
 def test_two_attack_stages_at_once_lose_nothing(tmp_path, data_root, shared_cache):
-    "Two real attack-stage processes on one folder, four times over: every row either wrote is in the table (the unlocked
-    writer of before lost 79 of 160 rows, or crashed, in 2 of 3 such trials)."
+    """Two real attack-stage processes on one folder, four times over: every row either wrote is in the table (the unlocked
+    writer of before lost 79 of 160 rows, or crashed, in 2 of 3 such trials)."""
     import json
     train_stage(preset='tiny', models='bp_cnn,vit', data_root=data_root, out_dir=tmp_path / 'models', cache_dir=shared_cache,
                 progress=False)                                                # both processes find the models trained
