@@ -308,22 +308,31 @@ def fingerprint(*arrays, n: int = 16) -> str:
 class CheckpointError(RuntimeError):
     "A checkpoint is unreadable, corrupt, or belongs to another config."
 
+def _recorded_sha(side: Path) -> str | None:
+    "The checksum a sidecar records, if it is there and readable."
+    try: return json.loads(side.read_text()).get('sha256')
+    except (OSError, ValueError, AttributeError): return None
+
 def save_checkpoint(path: Path | str, payload: dict) -> Path:
     "Write `payload` to `path` atomically, with a JSON sidecar holding its config, metadata and the file's SHA-256."
-    path = Path(path)
-    with atomic_write(path) as tmp: torch.save(payload, tmp)
+    path = Path(path); side = path.with_suffix('.json')
     meta = {k: v for k, v in payload.items() if k in ('key', 'kind', 'config', 'seed', 'epoch', 'done', 'data', 'weights')}
-    meta['sha256'] = file_sha256(path)
-    with atomic_write(path.with_suffix('.json')) as tmp: tmp.write_text(json.dumps(to_jsonable(meta), indent=1))
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
+        # the sidecar lands before the rename and also names the file still in place: a kill between the two leaves a pair that checks
+        meta.update(sha256=file_sha256(tmp), previous_sha256=_recorded_sha(side))
+        with atomic_write(side) as stmp: stmp.write_text(json.dumps(to_jsonable(meta), indent=1))
     return path
 
 def _verify(path: Path):
-    "Compare `path` with the checksum in its sidecar (if it has one): catches bytes changed in place, same size."
+    "Compare `path` with the checksums in its sidecar (if it has one): catches bytes changed in place, same size."
     side = path.with_suffix('.json')
-    try: want = json.loads(side.read_text()).get('sha256') if side.exists() else None
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        raise CheckpointError(f"the sidecar {side} of checkpoint {path} is unreadable. Delete both to retrain.") from None
-    if want and file_sha256(path) != want:
+    if not side.exists(): return
+    try: meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"the sidecar {side} of checkpoint {path} is unreadable ({type(e).__name__}). Delete both to retrain.") from None
+    ok = {meta.get('sha256'), meta.get('previous_sha256')} - {None}
+    if ok and file_sha256(path) not in ok:
         raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 no longer matches the one in {side.name} "
                               f"(bytes changed after it was written). Delete it (and {side.name}) to retrain.")
 

@@ -8,7 +8,7 @@ Docs: https://eprobust.github.io/eprobust/pipeline.html.md"""
 from __future__ import annotations
 import argparse, json, os, sys, tempfile, time
 from pathlib import Path
-from .core import get_preset, get_paths, project_root, record_preset, lookup, PRESETS
+from .core import get_preset, get_paths, project_root, record_preset, lookup, parse_list, PRESETS
 from .data import get_dataset_info
 from .train import parse_seeds, StageArgs
 
@@ -31,8 +31,8 @@ def nbs_dir() -> Path:
 
 def parse_stages(stages) -> list[str]:
     "Stage names in pipeline order; an unknown one fails listing the valid ones."
-    if stages is None or stages == '' or stages == 'all': return list(STAGES)
-    names = stages.replace(',', ' ').split() if isinstance(stages, str) else list(stages)
+    names = parse_list(stages, str, 'stages', 'train,attacks')
+    if names is None or names == ('all',): return list(STAGES)
     for s in names: lookup(STAGES, s, 'stage')
     return [s for s in STAGES if s in names]
 
@@ -82,7 +82,8 @@ def parse_datasets(dataset, preset: str, data_root=None) -> list[str]:
         skipped = [d for d in names if not found(d)]
         if skipped: print(f"[eprobust] no {', '.join(skipped)} files under the data root: skipping it (put the official files there to include it)")
         return [d for d in names if d not in skipped]
-    names = ['cifar10', 'cifar100'] if dataset == 'all' else (dataset.replace(',', ' ').split() if isinstance(dataset, str) else list(dataset))
+    names = parse_list(dataset, str, 'datasets', 'cifar10,cifar100')
+    names = ['cifar10', 'cifar100'] if names == ('all',) else list(names)
     for d in names: get_dataset_info(d)
     return names
 

@@ -174,8 +174,9 @@ def _diverged(what: str, path: Path, done_epochs: int) -> TrainingDiverged:
     kept = f"the last good checkpoint ({path}, epoch {done_epochs}) is kept" if done_epochs else "no checkpoint was written"
     return TrainingDiverged(f"{what}; {kept}")
 
-def train_epoch(model, opt, cfg: TrainConfig, x, y, gen, device, epoch: int, desc: str, progress: bool, on_nonfinite) -> dict:
-    "One pass (0-based `epoch`) over the shuffled, augmented training set; returns mean loss and accuracy."
+def train_epoch(model, opt, cfg: TrainConfig, data, gen, device, epoch: int, desc: str, progress: bool, on_nonfinite) -> dict:
+    "One pass (0-based `epoch`) over the shuffled, augmented training set `data` = (x, y); returns mean loss and accuracy."
+    x, y = data
     step = get_model_spec(cfg.model).step
     model.train(); loss_sum, correct, seen = 0., 0, 0
     policy = None
@@ -217,7 +218,7 @@ def train_model(cfg: TrainConfig, seed: int, train_data, test_data, cache: Path 
         t0, gen = time.time(), torch.Generator().manual_seed(derive_seed(seed, epoch))
         name = f'{cfg.model} seed {seed}'
         fail = lambda what: _diverged(f'{name}: {what}', path, epoch)
-        stats = train_epoch(model, opt, cfg, x, y, gen, device, epoch, f'{name} epoch {epoch + 1}/{cfg.epochs}', progress, fail)
+        stats = train_epoch(model, opt, cfg, (x, y), gen, device, epoch, f'{name} epoch {epoch + 1}/{cfg.epochs}', progress, fail)
         if not all(torch.isfinite(p).all() for p in model.parameters()):   # never checkpoint a broken model
             raise fail(f'non-finite weights after epoch {epoch + 1}')
         lr = opt.param_groups[0]['lr']; sched.step()
@@ -299,9 +300,10 @@ class Stage:
                 yield name, cfg, r, dict(preset=self.preset.name, dataset=cfg.dataset, model=name, seed=seed,
                                          config_hash=r.key, data=r.data, weights=r.weights)
 
-def open_stage(args: StageArgs | None = None, **kw) -> Stage:
-    "Resolve a stage's preset, model configs, seeds, paths and data; `kw` override fields of `args`."
-    a = replace(args or StageArgs(), **kw)
+def open_stage(args: StageArgs | str | None = None, **kw) -> Stage:
+    "Resolve a stage's preset, model configs, seeds, paths and data; `kw` override fields of `args` (or `args` names the preset)."
+    if isinstance(args, str): args, kw = None, {'preset': args, **kw}
+    a = replace(args, **kw) if args is not None else StageArgs(**kw)
     p, paths = get_preset(a.preset), get_paths(a.out_dir, a.cache_dir)
     cfgs = stage_configs(p, a.models, a.dataset)
     train = load_cifar(a.data_root, a.dataset, 'train', cache_dir=paths.cache, progress=a.progress)

@@ -64,9 +64,11 @@ def test_stage_recomputes_on_new_weights_and_new_parameters(stage_dirs, data_roo
     sq = AttackSpec('square', 'Linf', (8 / 255,), n=4, queries=5, batch_size=4)
     first = attack_stage(args, [pgd, sq])
     assert len(first) == 2 and len(attack_stage(args, [pgd, sq])) == 0      # done: nothing rerun
-    # a changed parameter the old key did not hold (Square's queries) is a new result, not the old row reused
+    # a changed parameter the old key did not hold (Square's queries) is a new result, not the old row reused;
+    # it replaces the row it redefines (same attack, norm, ε, gradient), so figures never average two definitions
     more = attack_stage(args, [replace(sq, queries=6)])
-    assert len(more) == 1 and len(read_table(table)) == 3
+    t = read_table(table)
+    assert len(more) == 1 and len(t) == 2 and t['params'].str.contains('"queries": 6').sum() == 1
     # the model is retrained (new weights, same config): every attack is recomputed and rows of the old weights replaced
     ck_path = checkpoint_path(cache, stage_configs('tiny')['bp_cnn'], 11, first['data'][0])
     ck = load_checkpoint(ck_path)

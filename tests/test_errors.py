@@ -3,7 +3,7 @@ import subprocess, sys
 from dataclasses import replace
 from pathlib import Path
 import pytest, torch
-from eprobust.core import get_preset, CheckpointError, save_checkpoint
+from eprobust.core import get_preset, CheckpointError, save_checkpoint, fingerprint
 from eprobust.train import train_model, train_stage, checkpoint_path, model_key
 
 CFG = replace(get_preset('tiny').train['bp_cnn'], epochs=1, n_train=64)
@@ -29,15 +29,16 @@ def test_truncated_checkpoint(tmp_path):
     train, test = small_data()
     r = train_model(CFG, 0, train, test, tmp_path, progress=False)
     r.path.write_bytes(r.path.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match='truncated or corrupt.*Delete it'):
+    with pytest.raises(CheckpointError, match='corrupt.*Delete it'):
         train_model(CFG, 0, train, test, tmp_path, progress=False)
 
 def test_checkpoint_of_another_config(tmp_path):
     train, test = small_data()
     r = train_model(CFG, 0, train, test, tmp_path, progress=False)
     other = replace(CFG, lr=0.2)
-    dest = checkpoint_path(tmp_path, other, 0); dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = checkpoint_path(tmp_path, other, 0, r.data); dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(r.path.read_bytes())     # a file misplaced under another config's name
+    dest.with_suffix('.json').write_bytes(r.path.with_suffix('.json').read_bytes())
     with pytest.raises(CheckpointError, match=f'belongs to another config .*expected {model_key(other, 0)}'):
         train_model(other, 0, train, test, tmp_path, progress=False)
 
@@ -49,7 +50,7 @@ def test_diverging_ep_run_names_epoch_and_batch_and_keeps_checkpoint(tmp_path):
     def poison(epoch, row):
         if epoch == 1: raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt): train_model(cfg, 0, train, test, tmp_path, progress=False, callbacks=[poison])
-    path = checkpoint_path(tmp_path, cfg, 0); good = load_checkpoint(path)
+    path = checkpoint_path(tmp_path, cfg, 0, fingerprint(*train)); good = load_checkpoint(path)
     # corrupt the saved weights as a blow-up would, then resume: the first batch of epoch 2 must stop the run
     good['model']['convs.0.weight'][0, 0, 0, 0] = float('nan')
     save_checkpoint(path, good)

@@ -29,7 +29,7 @@ def test_kill_and_resume(tmp_path, data_root, shared_cache):
     test = load_cifar(data_root, 'cifar10', 'test', n=256, cache_dir=shared_cache, progress=False)
     ref = train_model(CFG, SEED, train, test, tmp_path / 'uninterrupted', progress=False)
 
-    cache = tmp_path / 'killed'; side = checkpoint_path(cache, CFG, SEED).with_suffix('.json')
+    cache = tmp_path / 'killed'; side = checkpoint_path(cache, CFG, SEED, ref.data).with_suffix('.json')
     p = subprocess.Popen([sys.executable, '-c', CHILD, json.dumps(asdict(CFG)), str(data_root), str(cache), str(shared_cache)],
                          stdout=subprocess.PIPE, text=True)
     try:
@@ -40,7 +40,7 @@ def test_kill_and_resume(tmp_path, data_root, shared_cache):
             time.sleep(0.01)
         p.send_signal(signal.SIGKILL)                  # ...and kill it without warning, mid-run
     finally: p.wait()
-    killed_at = load_checkpoint(checkpoint_path(cache, CFG, SEED))
+    killed_at = load_checkpoint(checkpoint_path(cache, CFG, SEED, ref.data))
     assert not killed_at['done'] and 1 <= killed_at['epoch'] < CFG.epochs
 
     resumed = train_model(CFG, SEED, train, test, cache, progress=False)
