@@ -584,30 +584,27 @@ def _skipped_lines(drawn: Drawn) -> list[str]:
     rows = [f'- `{name}`: {why}' for name, why in drawn.skipped.items()]
     return ['## Not drawn yet', '', *rows, ''] if rows else []
 
+def _md_table(title: str, header: list[str], rows: list[list]) -> list[str]:
+    "A Markdown section: `title`, then a table with `header` and `rows`."
+    line = lambda cells: '| ' + ' | '.join(map(str, cells)) + ' |'
+    return [f'## {title}', '', line(header), line(['---'] * len(header)), *map(line, rows), '']
+
 def _clean_lines(t: pd.DataFrame, clean: pd.DataFrame) -> list[str]:
-    lines = ['## Headline numbers', '', '| dataset | model | ours (mean over seeds) | n test | training time | paper (full scale) |',
-             '|---|---|---|---|---|---|']
     minutes = clean.groupby(['dataset', 'model'])['train_seconds'].mean() / 60
-    for r in t.itertuples():
-        lines.append(f'| {r.dataset} | {model_label(r.model)} | {100 * r.mean:.2f}% ({r.seeds} seed(s)) | {r.n_test} '
-                     f'| {minutes[(r.dataset, r.model)]:.1f} min | {_pct(r.paper)} |')
-    return lines + ['']
+    rows = [[r.dataset, model_label(r.model), f'{100 * r.mean:.2f}% ({r.seeds} seed(s))', r.n_test,
+             f'{minutes[(r.dataset, r.model)]:.1f} min', _pct(r.paper)] for r in t.itertuples()]
+    return _md_table('Headline numbers', ['dataset', 'model', 'ours (mean over seeds)', 'n test', 'training time', 'paper (full scale)'], rows)
 
 def _robust_lines(robust: pd.DataFrame) -> list[str]:
-    lines = ['## Robust accuracy at the paper\'s headline ε (CIFAR-10)', '',
-             '| attack | ε | model | attack gradient | ours | n images | paper (full scale) |', '|---|---|---|---|---|---|---|']
-    for r in robust.itertuples():
-        lines.append(f"| {r.attack} {r.norm} | {r.eps:.4g} | {model_label(r.model)} | {_grad_label(r.grad, r.T_attack)} | {_pct(r.robust_acc)} "
-                     f"| {r.n} | {_pct(r.paper)} |")
-    return lines + ['']
+    rows = [[f'{r.attack} {r.norm}', f'{r.eps:.4g}', model_label(r.model), _grad_label(r.grad, r.T_attack), _pct(r.robust_acc), r.n,
+             _pct(r.paper)] for r in robust.itertuples()]
+    return _md_table("Robust accuracy at the paper's headline ε (CIFAR-10)",
+                     ['attack', 'ε', 'model', 'attack gradient', 'ours', 'n images', 'paper (full scale)'], rows)
 
 def _corruption_lines(corr: pd.DataFrame) -> list[str]:
-    lines = ['## Natural corruptions: mean accuracy over 15 common corruptions × 5 severities', '',
-             '| dataset | model | ours | clean (same images) | n images | source | paper (full scale) |', '|---|---|---|---|---|---|---|']
-    for r in corr.itertuples():
-        lines.append(f'| {r.dataset} | {model_label(r.model)} | {_pct(r.mean_common)} | {_pct(r.clean)} | {r.n} '
-                     f'| {r.source} | {_pct(r.paper)} |')
-    return lines + ['']
+    rows = [[r.dataset, model_label(r.model), _pct(r.mean_common), _pct(r.clean), r.n, r.source, _pct(r.paper)] for r in corr.itertuples()]
+    return _md_table('Natural corruptions: mean accuracy over 15 common corruptions × 5 severities',
+                     ['dataset', 'model', 'ours', 'clean (same images)', 'n images', 'source', 'paper (full scale)'], rows)
 
 def write_index(dest: Path, preset: str, clean: pd.DataFrame, drawn: Drawn) -> Path:
     "`README.md` beside the figures: each figure shown with its caption, the tables, what is not drawn yet, the headline numbers."
