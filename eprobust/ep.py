@@ -140,11 +140,13 @@ def get_solver(name: str):
     if name not in SOLVERS: raise KeyError(f"unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}")
     return SOLVERS[name]
 
-def relax(model: EPCNN, xn: torch.Tensor | None, s: list[torch.Tensor], T: int, beta=0., y=None, solver: str = 'sync',
+def relax(model: EPCNN, xn: torch.Tensor | None, s: list[torch.Tensor], T: int, nudge: tuple | None = None, solver: str = 'sync',
           tol: float | None = None, check_every: int = 5, drive: torch.Tensor | None = None,
           dtype: torch.dtype | None = None):
     """Run up to `T` steps of `solver` from state `s`; returns (state, RelaxStats).
+    `nudge` = (β, y) for a nudged phase (β a number or one per example), None for the free phase.
     `dtype` (e.g. `torch.bfloat16`) runs the steps in that precision; the state comes back in the input's dtype."""
+    beta, y = nudge if nudge is not None else (0., None)
     groups = get_solver(solver)(len(s))
     drive = input_drive(model, xn) if drive is None else drive
     out_dtype = s[0].dtype
@@ -195,7 +197,7 @@ def ep_gradients(model: EPCNN, x: torch.Tensor, y: torch.Tensor, ep: EPConfig, g
         nudged = [b for b in (b_a, b_b) if b != 0]
         beta = torch.cat([torch.full((N,), b, dtype=x.dtype, device=x.device) for b in nudged])
         k = len(nudged)
-        s_n, st_n = relax(model, None, [t.repeat(k, 1, 1, 1) for t in s_free], ep.T_nudge, beta, y.repeat(k),
+        s_n, st_n = relax(model, None, [t.repeat(k, 1, 1, 1) for t in s_free], ep.T_nudge, (beta, y.repeat(k)),
                           solver=ep.solver, tol=ep.tol, check_every=ep.check_every, drive=drive.repeat(k, 1, 1, 1))
         s_a = [t[:N] for t in s_n]
         s_b = [t[N:] for t in s_n] if k == 2 else s_free
