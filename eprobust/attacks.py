@@ -20,7 +20,7 @@ import torchattacks
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 from .core import get_preset, lookup, parse_list, parse_number, config_hash, fingerprint, derive_seed, seed_everything
-from .core import append_rows, update_table, read_table, measured_elsewhere, file_lock, save_checkpoint, load_checkpoint, CheckpointError
+from .core import append_rows, update_table, read_table, measured_elsewhere, rows_of, done_units, file_lock, save_checkpoint, load_checkpoint, CheckpointError
 from .data import to_float
 from .ep import EPCNN, SOLVERS, relax, input_drive, _sweep, _Net
 from .train import StageArgs, Stage, open_stage, predict
@@ -550,14 +550,10 @@ def _slots(t: pd.DataFrame) -> pd.Series:
 
 def _superseded(ids: dict, rows: list[dict]):
     "A `drop` for `append_rows`: rows of the model `ids` measured on other or unrecorded weights, or shown in the same slot as one of `rows` but defined otherwise."
-    elsewhere = measured_elsewhere({k: v for k, v in ids.items() if k != 'weights'}, ids['weights'])
-    model = {k: str(ids[k]) for k in ('preset', 'dataset', 'model', 'seed', 'config_hash')}
     new = pd.DataFrame(rows)
     def mask(t: pd.DataFrame) -> pd.Series:
-        same = (t[list(model)].astype(str) == pd.Series(model)).all(axis=1)
-        unrecorded = t['weights'].isna() if 'weights' in t else pd.Series(True, index=t.index)
         redefined = _slots(t).isin(set(_slots(new))) & ~t['unit'].isin(set(new['unit'])) if {*SLOT, 'unit'} <= set(t) else False
-        return elsewhere(t) | (same & (unrecorded | redefined))
+        return measured_elsewhere(ids, ids['weights'])(t) | (rows_of(ids)(t) & redefined)
     return mask
 
 def _upgrade(table: Path):
@@ -575,13 +571,6 @@ def _upgrade(table: Path):
     t = read_table(table)
     if 'unit' not in t or t['unit'].isna().any():
         update_table(table, fill)
-
-def _done(table: Path) -> set:
-    "(unit, weights) of every result in the table: a unit is done only where it was measured on the same weights."
-    if not table.exists() or not table.stat().st_size:
-        return set()
-    t = read_table(table)
-    return set(zip(t['unit'], t['weights'])) if {'unit', 'weights'} <= set(t) else set()
 
 def _describe(s: AttackSpec) -> str:
     grads = f", EP {'/'.join(s.grads)} (T_attack {'/'.join(map(str, s.T_attack))})" if s.definition.ep_grads else ''
@@ -616,7 +605,7 @@ def attack_stage(args: StageArgs | None = None, plan: AttackArgs | list[AttackSp
     if args.progress:
         print(f"attack plan ({st.preset.name}):\n  " + '\n  '.join(_describe(s) for s in specs))
     _upgrade(table)
-    done, new = _done(table), []
+    done, new = done_units(table), []
     for u in _units(st, specs, done):
         keep = FIG2[3] if (u.spec.attack, u.spec.norm) == FIG2[:2] and FIG2[2] in u.spec.eps else 0
         res = attack_model(u.model, u.x, u.y, u.spec, u.grad, u.T_attack, derive_seed(u.ids['seed'], 'attack'), keep, args.progress)

@@ -17,12 +17,12 @@ import torch
 from filelock import FileLock
 
 # %% auto #0
-__all__ = ['PAPER_CHANNELS', 'PAPER_SEEDS', 'CPU_CHANNELS', 'PRESETS', 'HASH_COLUMNS', 'UnknownName', 'lookup', 'parse_number',
-           'parse_list', 'EPConfig', 'AdvConfig', 'ViTConfig', 'TrainConfig', 'Preset', 'get_preset', 'to_jsonable',
-           'config_hash', 'seed_everything', 'derive_seed', 'project_root', 'find_project', 'Paths', 'get_paths',
-           'default_data_root', 'atomic_write', 'file_lock', 'file_sha256', 'fingerprint', 'CheckpointError',
-           'save_checkpoint', 'load_checkpoint', 'record_preset', 'default_preset', 'read_table', 'update_table',
-           'append_rows', 'measured_elsewhere', 'load_table']
+__all__ = ['PAPER_CHANNELS', 'PAPER_SEEDS', 'CPU_CHANNELS', 'PRESETS', 'HASH_COLUMNS', 'MODEL_ID', 'UnknownName', 'lookup',
+           'parse_number', 'parse_list', 'EPConfig', 'AdvConfig', 'ViTConfig', 'TrainConfig', 'Preset', 'get_preset',
+           'to_jsonable', 'config_hash', 'seed_everything', 'derive_seed', 'project_root', 'find_project', 'Paths',
+           'get_paths', 'default_data_root', 'atomic_write', 'file_lock', 'file_sha256', 'fingerprint',
+           'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'record_preset', 'default_preset', 'read_table',
+           'update_table', 'append_rows', 'rows_of', 'measured_elsewhere', 'done_units', 'load_table']
 
 # %% ../nbs/00_core.ipynb #394f5d09
 class UnknownName(KeyError, ValueError):
@@ -388,16 +388,33 @@ def append_rows(path: Path | str, rows: list[dict] | pd.DataFrame, key: list[str
     def merge(old):
         if old is None: return new
         if drop is not None: old = old[~drop(old)]
-        return pd.concat([old, new], ignore_index=True).drop_duplicates(subset=key, keep='last')
+        df = pd.concat([old, new], ignore_index=True)
+        # a row missing a key column (written before that column existed) is no duplicate of another such row
+        return df[~(df.duplicated(subset=key, keep='last') & df[key].notna().all(axis=1))]
     return update_table(path, merge)
 
-def measured_elsewhere(ids: dict, weights: str):
-    "A `drop` for `append_rows`: rows of the model `ids` (model, seed, config hash, …) measured on weights other than `weights`."
+MODEL_ID = ('preset', 'dataset', 'model', 'seed', 'config_hash', 'data')   # which trained model a row was measured on
+
+def rows_of(ids: dict):
+    "A mask function: rows of the model `ids` (a row's ids), compared on the `MODEL_ID` columns both have."
     def mask(t: pd.DataFrame) -> pd.Series:
-        if any(k not in t for k in ids): return pd.Series(False, index=t.index)
-        same = (t[list(ids)].astype(str) == pd.Series({k: str(v) for k, v in ids.items()})).all(axis=1)
-        return same & (t['weights'] != weights if 'weights' in t else True)
+        cols = [k for k in MODEL_ID if k in ids and k in t]
+        if 'model' not in cols: return pd.Series(False, index=t.index)
+        return (t[cols].astype(str) == pd.Series({k: str(ids[k]) for k in cols})).all(axis=1)
     return mask
+
+def measured_elsewhere(ids: dict, weights: str):
+    "A `drop` for `append_rows`: rows of the model `ids` measured on weights other than `weights`, or on unrecorded ones."
+    def mask(t: pd.DataFrame) -> pd.Series:
+        return rows_of(ids)(t) & (t['weights'] != weights if 'weights' in t else True)   # NaN (unrecorded) != weights
+    return mask
+
+def done_units(path: Path | str) -> set:
+    "(unit, weights) of every row of a result table: a unit is done only where it was measured on the same weights."
+    path = Path(path)
+    if not path.exists() or not path.stat().st_size: return set()
+    t = read_table(path)
+    return set(zip(t['unit'], t['weights'])) if {'unit', 'weights'} <= set(t) else set()
 
 def load_table(path: Path | str, stage: str = 'train') -> pd.DataFrame:
     "Read a result table, failing with the stage that writes it if it is missing."

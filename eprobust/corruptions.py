@@ -568,7 +568,7 @@ def corruption_grid(img: np.ndarray, seed: int = 0) -> np.ndarray:
 from dataclasses import dataclass, replace
 import pandas as pd
 import torch
-from .core import get_preset, get_paths, append_rows, read_table, default_data_root, measured_elsewhere
+from .core import get_preset, get_paths, append_rows, read_table, default_data_root, measured_elsewhere, done_units
 from .data import load_cifar, get_dataset_info
 
 @dataclass(frozen=True)
@@ -655,12 +655,11 @@ def _cifar_c(st, plan: CorruptionPlan, c_root, test) -> tuple[Path, int]:
     if st.args.progress: print(f'CIFAR-C for {n} test images ready in {root} ({time.time() - t0:.0f}s)')
     return root, n
 
-def _units(ids: dict, plan: CorruptionPlan, root: Path, n: int, source: str):
+def _units(ids: dict, plan: CorruptionPlan, ctx: dict):
     "(corruption, severity, unit key) for every unit of the plan on the model `ids`."
     base = {k: v for k, v in ids.items() if k != 'weights'}
     for c in plan.corruptions:
-        im = images_id(root, c)
-        for s in plan.severities: yield c, s, config_hash(base, c, s, n, source, im)
+        for s in plan.severities: yield c, s, config_hash(base, c, s, ctx['n'], ctx['source'], ctx['images'][c])
 
 def _model_rows(st, r, ids: dict, todo: list, ctx: dict) -> list[dict]:
     "Run `todo` units on one model: its accuracy on each corruption × severity, with the clean accuracy on the same images."
@@ -675,12 +674,6 @@ def _model_rows(st, r, ids: dict, todo: list, ctx: dict) -> list[dict]:
                      'common': c in COMMON, 'acc': acc, 'clean_acc': clean})
     return rows
 
-def _done(table: Path) -> set:
-    "(unit, weights) pairs already in the table."
-    if not table.exists(): return set()
-    t = read_table(table)
-    return set(zip(t['unit'], t['weights'])) if {'unit', 'weights'} <= set(t) else set()
-
 def corruption_stage(args=None, plan: CorruptionPlan | None = None, c_root=None, **kw) -> pd.DataFrame:
     "Accuracy of a preset's trained models (training any that are missing) on each corruption × severity; appends `results/corruptions.csv`."
     from eprobust.train import open_stage       # the corruption files need no models: import the stage layer only here
@@ -688,17 +681,16 @@ def corruption_stage(args=None, plan: CorruptionPlan | None = None, c_root=None,
     plan = plan or corruption_plan(st.preset)
     test = load_cifar(st.args.data_root, st.args.dataset, 'test', cache_dir=st.paths.cache, progress=st.args.progress)
     root, n = _cifar_c(st, plan, c_root, test)
-    ctx = dict(root=root, n=n, test=test, source=corruption_source(root))
+    ctx = dict(root=root, n=n, test=test, source=corruption_source(root), images={c: images_id(root, c) for c in plan.corruptions})
     table = st.paths.results / 'corruptions.csv'
     save_grid(st.paths.results / f'corruption_grid_{st.preset.name}.npz', root, plan.corruptions, f"test image 0, {st.args.dataset}, {ctx['source']}")
     new = []
     for name, _, r, ids in st.models():
-        done = _done(table)
-        todo = [u for u in _units(ids, plan, root, n, ctx['source']) if (u[2], r.weights) not in done]
+        done = done_units(table)
+        todo = [u for u in _units(ids, plan, ctx) if (u[2], r.weights) not in done]
         if not todo: continue
         rows = _model_rows(st, r, ids, todo, ctx)
-        base = {k: v for k, v in ids.items() if k != 'weights'}
-        append_rows(table, rows, ['unit'], drop=measured_elsewhere(base, r.weights))
+        append_rows(table, rows, ['unit'], drop=measured_elsewhere(ids, r.weights))
         new += rows
         m = pd.DataFrame(rows)
         if st.args.progress: print(f"{name} s{ids['seed']}: mean corruption accuracy {m.acc.mean():.3f} "

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import (Preset, Paths, TrainConfig, ViTConfig, get_preset, config_hash, seed_everything, derive_seed, get_paths,
                            save_checkpoint, load_checkpoint, append_rows, read_table, lookup, parse_list, fingerprint,
-                           measured_elsewhere, default_preset)
+                           rows_of, default_preset)
 from .data import Normalize, get_dataset_info, load_cifar, batches
 from .ep import EPCNN, ep_gradients, accuracy_per_step
 import torchattacks
@@ -230,7 +230,6 @@ def train_model(cfg: TrainConfig, seed: int, train_data, test_data, cache: Path 
         if progress: tqdm.write(f"{name} epoch {epoch + 1}: loss {row['train_loss']:.3f} "
                                 f"train {row['train_acc']:.3f} test {row['test_acc']:.3f} ({row['seconds']:.0f}s)")
         for cb in callbacks: cb(epoch + 1, row)
-    if start == cfg.epochs: raise RuntimeError(f"checkpoint {path} has all {start} epochs but is not marked done: delete it to retrain")
     return _result(model, ck, path, cached=False)
 
 # %% ../nbs/03_train.ipynb #f940816d
@@ -318,7 +317,7 @@ def _free_phase_rows(st: Stage, cfg, r, ids, old) -> list[dict]:
     "Test accuracy after each free-phase step (Fig. 1b); reused from `old` rows measured on these very weights."
     n = len(st.test[1])
     if old is not None and {'weights', 'n_test'} <= set(old):
-        prev = old[(old[list(ids)].astype(str) == pd.Series({k: str(v) for k, v in ids.items()})).all(axis=1) & (old['n_test'] == n)]
+        prev = old[rows_of(ids)(old) & (old['weights'] == ids['weights']) & (old['n_test'] == n)]
         if len(prev): return prev.to_dict('records')
     acc = accuracy_per_step(r.model, *st.test, max(cfg.ep.T_free, 30), st.preset.eval_batch_size)
     return [{**ids, 'step': t + 1, 'acc': a, 'T_free': cfg.ep.T_free, 'n_test': n} for t, a in enumerate(acc.tolist())]
