@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from .core import PRESETS, atomic_write, default_preset, get_paths, get_preset, lookup
-from .core import load_checkpoint, project_root, read_table
+from .core import load_checkpoint, find_project, read_table
 
 # %% auto #0
 __all__ = ['MODEL_LABELS', 'PAPER_CLEAN_ACC', 'MODEL_COLORS', 'SPARE_COLORS', 'SOURCES', 'REQUIRED', 'FIGURES', 'GRAD_LABELS',
@@ -176,7 +176,7 @@ register_figure('clean_accuracy', lambda t: plot_clean_accuracy(t['clean_accurac
 # %% ../nbs/06_figures.ipynb #bdea63be
 def reference_path() -> Path:
     import os
-    return Path(os.environ.get('EPROBUST_REFERENCE') or project_root().parent / 'shared' / 'reference' / 'lanl_advep_results.csv')
+    return Path(os.environ.get('EPROBUST_REFERENCE') or find_project().parent / 'shared' / 'reference' / 'lanl_advep_results.csv')
 
 @functools.lru_cache(maxsize=2)
 def _read_reference(path: str, mtime: float) -> pd.DataFrame:
