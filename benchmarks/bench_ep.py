@@ -18,7 +18,7 @@ and writes them to benchmarks/results/bench_ep.json.
     polishing), steps and seconds to reach residual max|s^{t+1} - s^t| <= 1e-4, and max|s - s_ref|.
 (4) seconds per EP training batch for the `paper` and `cpu` presets.
 """
-import argparse, copy, json, time
+import argparse, copy, json, os, subprocess, sys, time
 from dataclasses import replace
 from pathlib import Path
 import torch
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from eprobust.core import get_preset
 from eprobust.ep import EPCNN, Phi, sigma, relax, input_drive, SOLVERS, _Net, _pool
 from eprobust.train import build_model, make_optimizer, get_model_spec
-from timing import timeit, interleaved, paired_ratio, fastest_ratio
+from timing import timeit, interleaved, paired_ratio, fastest_ratio, cpu_flags
 
 def matmul_gflops(sizes=(1024, 2048, 4096), repeats=5, rounds=3, dtype=torch.float32):
     "The machine's matmul rate in `dtype`: the best over a few square sizes and `rounds` passes over them."
@@ -66,11 +66,89 @@ def convs_only(ops):
 
 def max_diff(a, b): return max((u.float() - v.float()).abs().max().item() for u, v in zip(a, b))
 
+def isa_of_convs() -> str:
+    "The oneDNN implementation (kernel and ISA) behind a channels-last conv in float32 and bf16, read from ONEDNN_VERBOSE in a subprocess."
+    code = ("import torch, torch.nn.functional as F\n"
+            "for dt in (torch.float32, torch.bfloat16):\n"
+            "    x = torch.rand(8, 32, 16, 16, dtype=dt).contiguous(memory_format=torch.channels_last)\n"
+            "    F.conv2d(x, torch.rand(64, 32, 3, 3, dtype=dt), padding=1)\n")
+    out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'ONEDNN_VERBOSE': '1'}, capture_output=True, text=True).stdout
+    impls = [l.split(',')[5:7] for l in out.splitlines() if ',exec,' in l and ',convolution,' in l]
+    return '; '.join(f"{'float32' if i == 0 else 'bf16'} conv: {impl}" for i, (_, impl) in enumerate(impls[:2])) or 'oneDNN verbose gave nothing'
+
+def where_time_goes(model, s, drive, solver, dtype) -> dict:
+    "Share of one relaxation step's operator time per kind (torch.profiler): convolutions, pool/unpool, the rest (elementwise, casts)."
+    from torch.profiler import profile, ProfilerActivity
+    with torch.no_grad():
+        relax(model, None, s, 2, solver=solver, drive=drive, dtype=dtype)
+        with profile(activities=[ProfilerActivity.CPU]) as p:
+            relax(model, None, s, 4, solver=solver, drive=drive, dtype=dtype)
+    kinds = {'convolutions': ('conv', 'addmm', 'mm', 'im2col', 'col2im'), 'pool/unpool': ('pool',)}
+    tot = {k: 0. for k in (*kinds, 'elementwise and casts')}
+    for e in p.key_averages():
+        if not e.key.startswith('aten::'): continue
+        k = next((k for k, subs in kinds.items() if any(t in e.key for t in subs)), 'elementwise and casts')
+        tot[k] += e.self_cpu_time_total
+    all_ = sum(tot.values()) or 1.
+    return {k: v / all_ for k, v in tot.items()}
+
+def cpu_arch_section(quick: bool, out: dict):
+    "(5) the cpu preset's architecture: a relaxation step in float32 against bf16, per batch size, and where the bf16 step's time goes."
+    cfg = get_preset('cpu').train['ep_cnn']; m = build_model(cfg).eval(); bf = torch.bfloat16
+    res = {}
+    for N in ((128,) if quick else (128, 256)):
+        x = torch.rand(N, 3, 32, 32); xn = m.norm(x)
+        with torch.no_grad(): d = input_drive(m, xn); s0, _ = relax(m, xn, m.init_state(xn), 5, solver=cfg.ep.solver, drive=d)
+        def step(dtype):
+            with torch.no_grad(): relax(m, None, s0, 1, solver=cfg.ep.solver, drive=d, dtype=dtype)
+        med, rounds = interleaved({'float32': lambda: step(None), 'bf16': lambda: step(bf)}, 5 if quick else 11, 5)
+        res[N] = dict(ms_float32=1e3 * med['float32'], ms_bf16=1e3 * med['bf16'], ratio=paired_ratio(rounds, 'float32', 'bf16'),
+                      shares_bf16=where_time_goes(m, s0, d, cfg.ep.solver, bf), shares_float32=where_time_goes(m, s0, d, cfg.ep.solver, None))
+        r = res[N]
+        print(f"(5) cpu architecture {cfg.channels}, {cfg.ep.solver}, batch {N}: one step {r['ms_float32']:.2f} ms float32, {r['ms_bf16']:.2f} ms bf16: "
+              f"{r['ratio']:.2f}x; operator time of the bf16 step: " + ', '.join(f"{k} {100 * v:.0f}%" for k, v in r['shares_bf16'].items()) +
+              "; of the float32 step: " + ', '.join(f"{k} {100 * v:.0f}%" for k, v in r['shares_float32'].items()), flush=True)
+    out['cpu_arch_step'] = res
+
+def training_precision_section(quick: bool, out: dict):
+    """(6) one `cpu` EP training batch with `EPConfig.precision` float32 against 'bf16' (interleaved rounds), and each estimate's cosine
+    with the exact gradient of the prediction's loss (`ep_vs_bptt`) on the preset's trained EP-CNN where the cache has it, else the init."""
+    import glob
+    from eprobust.train import model_key
+    from eprobust.ep import ep_vs_bptt
+    from eprobust.data import load_cifar, default_data_root
+    cfg = get_preset('cpu').train['ep_cnn']; f32 = replace(cfg, ep=replace(cfg.ep, precision=None)); b16 = replace(cfg, ep=replace(cfg.ep, precision='bf16'))
+    ck = sorted(glob.glob(str(Path(__file__).parent.parent / 'cache' / 'models' / 'ep_cnn' / f'{model_key(cfg, 11)}-*.pt')))
+    model = build_model(cfg)
+    if ck: model.load_state_dict(torch.load(ck[0], map_location='cpu', weights_only=True)['model'])
+    x, y = load_cifar(os.environ.get('EPROBUST_DATA') or default_data_root(), 'cifar10', 'train', progress=False)
+    variants = {}
+    for name, c in (('float32', f32), ('bf16', b16)):
+        mm = build_model(c); mm.load_state_dict(model.state_dict()); opt = make_optimizer(mm, c); step = get_model_spec(c.model).step
+        xb, yb = x[:c.batch_size].float() / 255, y[:c.batch_size]
+        def one(mm=mm, opt=opt, step=step, c=c, xb=xb, yb=yb):
+            opt.zero_grad(); step(mm, xb, yb, c, None); opt.step()
+        variants[name] = one
+    med, rounds = interleaved(variants, 3 if quick else 7, 3)
+    cos = {}
+    for name, c in (('float32', f32), ('bf16', b16)):
+        draws = [ep_vs_bptt(model, x[i].float() / 255, y[i], c.ep) for i in
+                 (torch.randperm(len(y), generator=torch.Generator().manual_seed(d))[:256] for d in range(2 if quick else 6))]
+        cos[name] = torch.tensor(draws).mean(0).tolist()
+    out['train_precision'] = dict(s_float32=med['float32'], s_bf16=med['bf16'], ratio=paired_ratio(rounds, 'float32', 'bf16'),
+                                  ep_vs_bptt=cos, trained=bool(ck))
+    fmt = lambda v: ' '.join(f'{c:.2f}' for c in v)
+    print(f"(6) cpu EP training batch ({cfg.batch_size} images, T {cfg.ep.T_free}/{cfg.ep.T_nudge}): {med['float32']:.3f} s float32, "
+          f"{med['bf16']:.3f} s with precision 'bf16': {out['train_precision']['ratio']:.2f}x. Cosine with the exact gradient "
+          f"(conv1..conv4, readout; mean of {2 if quick else 6} draws of 256 images, {'trained' if ck else 'untrained'} model): "
+          f"float32 {fmt(cos['float32'])}; bf16 {fmt(cos['bf16'])}", flush=True)
+
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--quick', action='store_true'); ap.add_argument('--batch', type=int, default=None)
     a = ap.parse_args()
     N = a.batch or (32 if a.quick else 128); reps = 3 if a.quick else 5
-    torch.manual_seed(0); out = dict(threads=torch.get_num_threads(), batch=N, torch=torch.__version__)
+    torch.manual_seed(0); out = dict(threads=torch.get_num_threads(), batch=N, torch=torch.__version__, cpu=cpu_flags(), isa=isa_of_convs())
+    print(out['cpu'], '\n' + out['isa'], flush=True)
     paper = get_preset('paper').train['ep_cnn']
     m = build_model(paper).eval(); x = torch.rand(N, 3, 32, 32); xn = m.norm(x)
     with torch.no_grad(): s0, _ = relax(m, xn, m.init_state(xn), 5)   # a non-trivial state
@@ -192,6 +270,8 @@ def main():
         print(f"(4) {preset} preset: {t:.2f} s per EP training batch (batch {cfg.batch_size}, T {cfg.ep.T_free}/{cfg.ep.T_nudge}, "
               f"{cfg.ep.solver}, channels {cfg.channels})", flush=True)
 
+    cpu_arch_section(a.quick, out)
+    training_precision_section(a.quick, out)
     dest = Path(__file__).parent / 'results' / 'bench_ep.json'; dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(out, indent=1)); print(f'wrote {dest}')
 

@@ -16,13 +16,15 @@ from .core import PAPER_CHANNELS, EPConfig
 from .data import Normalize
 
 # %% auto #0
-__all__ = ['SOLVERS', 'sigma', 'EPCNN', 'Phi', 'input_drive', 'RelaxStats', 'get_solver', 'relax', 'ep_nudged_betas',
-           'ep_gradients', 'ep_vs_bptt', 'accuracy_per_step']
+__all__ = ['SOLVERS', 'PRECISIONS', 'sigma', 'EPCNN', 'Phi', 'input_drive', 'RelaxStats', 'get_solver', 'relax', 'relax_around',
+           'ep_nudged_betas', 'ep_gradients', 'ep_vs_bptt', 'accuracy_per_step']
 
 # %% ../nbs/02_ep.ipynb #73609cb6
 def sigma(v: torch.Tensor) -> torch.Tensor:
     "The EP-CNN's hard sigmoid: clip(v/2, 0, 1)."
-    return (0.5 * v).clamp(0, 1)
+    # hardtanh is that clamp, with a one-kernel backward: clamp's takes three (two compares and a where), a quarter of
+    # a bf16 full-gradient PGD step on the cpu EP-CNN. They differ only at v exactly 0 or 2, where σ has no derivative
+    return F.hardtanh(0.5 * v, 0., 1.)
 
 class EPCNN(nn.Module):
     "Convolutional energy-based model relaxed to equilibrium; `forward` runs the free phase and reads out logits."
@@ -78,12 +80,71 @@ def input_drive(model: EPCNN, xn: torch.Tensor) -> torch.Tensor:
     "The constant bottom-up drive of layer 1, P(w0 ⋆ x + b0)."
     return F.max_pool2d(model.convs[0](xn.contiguous(memory_format=torch.channels_last)), 2)
 
+def _dense_wins(w: torch.Tensor, pad, H: int, W: int) -> bool:
+    """Whether an unpadded 3×3 conv runs faster as one dense matrix product: a tiny map (the top conv's 4×4 → 2×2) with
+    many channels. oneDNN's kernels do badly on a 2×2 output: on a 2-core Xeon with AMX the paper's 512→512 top conv
+    took 16 ms (float32) and 5.7 ms (bf16) at batch 16; at the cpu preset's 64→128 oneDNN's own kernel wins."""
+    return pad in (0, (0, 0)) and H * W <= 16 and w.shape[1] >= 256
+
+def _dense_matrix(w: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    "The unpadded 3×3 conv `w` (O, C, 3, 3) on an H×W map as one (H·W·C, Ho·Wo·O) matrix acting on NHWC-flattened maps."
+    O, C = w.shape[:2]; Ho, Wo = H - 2, W - 2
+    M = w.new_zeros(H, W, C, Ho, Wo, O)
+    for i in range(Ho):
+        for j in range(Wo): M[i:i + 3, j:j + 3, :, i, j, :] = w.permute(2, 3, 1, 0)
+    return M.view(H * W * C, Ho * Wo * O)
+
+def _nhwc_rows(t: torch.Tensor) -> torch.Tensor:
+    "(N, C, H, W) as (N, H·W·C): free for a channels-last map."
+    return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(len(t), -1)
+
 class _Net:
-    "The weights the dynamics read, optionally cast to the relaxation's dtype (bf16 runs the convs ~2× faster)."
+    """The weights the dynamics read, optionally cast to the relaxation's dtype, and the two convolutions of a step:
+    `z(k, s)` = w_k ⋆ s + b_k (before the pool) and `down(k, u)` = w_kᵀ ⋆ u (u an unpooled map). Where `_dense_wins`,
+    both are one product with the conv's dense matrix (built once per `_Net`), and channels-last maps need no copy."""
     def __init__(self, model: EPCNN, dtype: torch.dtype | None = None):
         cast = (lambda t: t) if dtype is None or dtype == model.readout.weight.dtype else (lambda t: t.to(dtype))
         self.convs = [(cast(c.weight), cast(c.bias), c.padding) for c in model.convs]
         self.W_out, self.b_out = cast(model.readout.weight), cast(model.readout.bias)
+        self._dense = {}
+    def _matrix(self, convs, k, H, W):
+        key = (id(convs), k, H, W)
+        if key not in self._dense: self._dense[key] = _dense_matrix(convs[k][0], H, W)
+        return self._dense[key]
+    def conv(self, convs, k, s_in, bias=True):
+        "w_k ⋆ s_in (+ b_k) with the weights `convs`."
+        w, b, pad = convs[k]; b = b if bias else None
+        N, _, H, W = s_in.shape
+        if not _dense_wins(w, pad, H, W): return F.conv2d(s_in, w, b, padding=pad)
+        M, x = self._matrix(convs, k, H, W), _nhwc_rows(s_in)
+        out = x @ M if b is None else torch.addmm(b.repeat((H - 2) * (W - 2)), x, M)
+        return out.view(N, H - 2, W - 2, -1).permute(0, 3, 1, 2)
+    def conv_t(self, convs, k, u):
+        "w_kᵀ ⋆ u with the weights `convs`."
+        w, _, pad = convs[k]; N, _, h, wd = u.shape; H, W = h + 2, wd + 2
+        if not _dense_wins(w, pad, H, W): return F.conv_transpose2d(u, w, padding=pad)
+        return (_nhwc_rows(u) @ self._matrix(convs, k, H, W).t()).view(N, H, W, -1).permute(0, 3, 1, 2)
+    def z(self, k, s_in): return self.conv(self.convs, k, s_in)
+    def down(self, k, u): return self.conv_t(self.convs, k, u)
+
+class _DeltaNet(_Net):
+    """The same two convolutions around a reference state `ref` (the free equilibrium): the reference's terms once in
+    float32, and each step only the convolution of the *deviation* from them in `dtype` (bf16). A nudged state differs
+    from the free one by δ, so bf16's 8-bit mantissa rounds δ, not the state: the error is ~2⁻⁹|δ| where a bf16 state
+    carries ~2⁻⁹ per unit, as large as the nudge's effect on the lower layers. The pool, its argmax, the clamp and the
+    state stay float32."""
+    def __init__(self, model: EPCNN, ref: list[torch.Tensor], dtype: torch.dtype):
+        super().__init__(model); self.lo = _Net(model, dtype).convs; self.dtype = dtype
+        self.ref, self.z0, self.u0, self.d0 = ref, {}, {}, {}
+        for k in range(1, len(ref)):              # the reference's pre-pool maps, argmaxes and top-down terms
+            self.z0[k] = super().z(k, ref[k - 1])
+            _, idx = F.max_pool2d(self.z0[k], 2, return_indices=True)
+            self.u0[k] = F.max_unpool2d(ref[k], idx, 2, output_size=self.z0[k].shape[-2:])
+            self.d0[k] = super().down(k, self.u0[k])
+    def z(self, k, s_in):
+        return self.z0[k] + self.conv(self.lo, k, (s_in - self.ref[k - 1]).to(self.dtype), bias=False).to(s_in.dtype)
+    def down(self, k, u):
+        return self.d0[k] + self.conv_t(self.lo, k, (u - self.u0[k]).to(self.dtype)).to(u.dtype)
 
 def _pool(conv, s_in: torch.Tensor):
     "P(w ⋆ s_in + b) with its argmax; `conv` is a (weight, bias, padding) triple."
@@ -91,11 +152,6 @@ def _pool(conv, s_in: torch.Tensor):
     z = F.conv2d(s_in, w, b, padding=pad)
     p, idx = F.max_pool2d(z, 2, return_indices=True)
     return p, idx, z.shape[-2:]
-
-def _topdown(conv, s_above: torch.Tensor, idx: torch.Tensor, size) -> torch.Tensor:
-    "wᵀ ⋆ unpool(s_above): ∂⟨s_above, P(conv(s))⟩/∂s."
-    w, _, pad = conv
-    return F.conv_transpose2d(F.max_unpool2d(s_above, idx, 2, output_size=size), w, padding=pad)
 
 def _dloss_ds(net: _Net, s_top: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     "∂ℓ/∂s_top per example for the softmax readout: W_outᵀ (softmax − onehot)."
@@ -107,18 +163,22 @@ def _sweep(net: _Net, drive, s, cache, groups, beta, y):
     "One step: update the layers of each group from the current state, group after group. Returns the new state."
     s = list(s); L = len(s)
     def pooled(k):  # P(w_k ⋆ s_{k-1}) with its argmax, for k ≥ 1
-        if k not in cache: cache[k] = _pool(net.convs[k], s[k - 1])
+        if k not in cache:
+            z = net.z(k, s[k - 1]); cache[k] = (*F.max_pool2d(z, 2, return_indices=True), z.shape[-2:])
         return cache[k]
     for group in groups:
         new = {}
         for k in group:
             v = drive if k == 0 else pooled(k)[0]
-            if k < L - 1:
+            if k < L - 1:    # top-down: wᵀ ⋆ unpool(s_above) = ∂⟨s_above, P(conv(s))⟩/∂s
                 _, idx, size = pooled(k + 1)
-                v = v + _topdown(net.convs[k + 1], s[k + 1], idx, size)
+                v = v + net.down(k + 1, F.max_unpool2d(s[k + 1], idx, 2, output_size=size))
             elif y is not None:
                 v = v - beta * _dloss_ds(net, s[k], y)
-            new[k] = sigma(v)
+            else:
+                new[k] = sigma(v); continue        # v is the cached pool: not to be overwritten
+            # σ in place on the fresh sum (no autograd graph to keep): one temporary fewer per layer and step
+            new[k] = sigma(v) if torch.is_grad_enabled() and v.requires_grad else v.mul_(0.5).clamp_(0, 1)
         for k, v in new.items():
             s[k] = v; cache.pop(k + 1, None)      # the conv of s_k is stale now
     return s
@@ -140,18 +200,9 @@ def get_solver(name: str):
     if name not in SOLVERS: raise KeyError(f"unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}")
     return SOLVERS[name]
 
-def relax(model: EPCNN, xn: torch.Tensor | None, s: list[torch.Tensor], T: int, nudge: tuple | None = None, solver: str = 'sync',
-          tol: float | None = None, check_every: int = 5, drive: torch.Tensor | None = None,
-          dtype: torch.dtype | None = None):
-    """Run up to `T` steps of `solver` from state `s`; returns (state, RelaxStats).
-    `nudge` = (β, y) for a nudged phase (β a number or one per example), None for the free phase.
-    `dtype` (e.g. `torch.bfloat16`) runs the steps in that precision; the state comes back in the input's dtype."""
+def _run(net: _Net, drive, s, T: int, groups, nudge, tol, check_every: int):
+    "The relaxation loop on the convolutions of `net`: up to `T` steps; returns (state, RelaxStats)."
     beta, y = nudge if nudge is not None else (0., None)
-    groups = get_solver(solver)(len(s))
-    drive = input_drive(model, xn) if drive is None else drive
-    out_dtype = s[0].dtype
-    if dtype is not None: drive, s = drive.to(dtype), [t.to(dtype) for t in s]
-    net = _Net(model, dtype)
     b = _as_col(beta, drive) if y is not None else 0.
     cache, stats = {}, RelaxStats(0)
     for t in range(1, T + 1):
@@ -162,7 +213,25 @@ def relax(model: EPCNN, xn: torch.Tensor | None, s: list[torch.Tensor], T: int, 
             stats.residuals.append((t, r))
             if tol is not None and r.item() <= tol: break
     stats.residuals = [(t, float(r)) for t, r in stats.residuals]   # one sync at the end
+    return s, stats
+
+def relax(model: EPCNN, xn: torch.Tensor | None, s: list[torch.Tensor], T: int, nudge: tuple | None = None, solver: str = 'sync',
+          tol: float | None = None, check_every: int = 5, drive: torch.Tensor | None = None,
+          dtype: torch.dtype | None = None):
+    """Run up to `T` steps of `solver` from state `s`; returns (state, RelaxStats).
+    `nudge` = (β, y) for a nudged phase (β a number or one per example), None for the free phase.
+    `dtype` (e.g. `torch.bfloat16`) runs the steps in that precision; the state comes back in the input's dtype."""
+    drive = input_drive(model, xn) if drive is None else drive
+    out_dtype = s[0].dtype
+    if dtype is not None: drive, s = drive.to(dtype), [t.to(dtype) for t in s]
+    s, stats = _run(_Net(model, dtype), drive, s, T, get_solver(solver)(len(s)), nudge, tol, check_every)
     return [t.to(out_dtype) for t in s], stats
+
+def relax_around(model: EPCNN, s: list[torch.Tensor], T: int, nudge: tuple, drive: torch.Tensor, solver: str = 'sync',
+                 tol: float | None = None, check_every: int = 5, dtype: torch.dtype = torch.bfloat16):
+    """`relax` from `s` (a free equilibrium) with every step's convolutions taken of the deviation from `s`, in `dtype`
+    (`_DeltaNet`); the state, pool, argmax and clamp stay in the state's dtype. The fast nudged phase."""
+    return _run(_DeltaNet(model, s, dtype), drive, s, T, get_solver(solver)(len(s)), nudge, tol, check_every)
 
 # %% ../nbs/02_ep.ipynb #e312cb6b
 def _contrast(model: EPCNN, xn, s_a, s_b) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -179,6 +248,9 @@ def _contrast(model: EPCNN, xn, s_a, s_b) -> list[tuple[torch.Tensor, torch.Tens
         out.append((dw, dU.sum((0, 2, 3))))
     return out
 
+# `EPConfig.precision` -> the dtype of the relaxation's convolutions (None: the state's own, float32)
+PRECISIONS = {'float32': None, 'bf16': torch.bfloat16}
+
 def ep_nudged_betas(ep: EPConfig, gen: torch.Generator | None = None) -> tuple[float, float]:
     "(β_a, β_b) of the estimator; β = 0 means 'the free state'."
     if ep.estimator == 'symmetric': return ep.beta, -ep.beta
@@ -187,18 +259,22 @@ def ep_nudged_betas(ep: EPConfig, gen: torch.Generator | None = None) -> tuple[f
     return sign * ep.beta, 0.
 
 def ep_gradients(model: EPCNN, x: torch.Tensor, y: torch.Tensor, ep: EPConfig, gen=None):
-    "Set `.grad` of every parameter to the EP estimate (3) for a batch of [0,1] images. Returns (free state, stats)."
+    """Set `.grad` of every parameter to the EP estimate (3) for a batch of [0,1] images. Returns (free state, stats).
+    `ep.precision` 'bf16': the free phase in bf16 (`relax(dtype=)`), the nudged phases by `relax_around` it (bf16
+    convolutions of the deviation, float32 state), the contrast and the readout in float32."""
     N = len(y)
     with torch.no_grad():
         xn = model.norm(x); drive = input_drive(model, xn)
+        low = PRECISIONS[ep.precision or 'float32']
         s_free, st_free = relax(model, xn, model.init_state(xn), ep.T_free, solver=ep.solver, tol=ep.tol,
-                                check_every=ep.check_every, drive=drive)
+                                check_every=ep.check_every, drive=drive, dtype=low)
         b_a, b_b = ep_nudged_betas(ep, gen)
         nudged = [b for b in (b_a, b_b) if b != 0]
         beta = torch.cat([torch.full((N,), b, dtype=x.dtype, device=x.device) for b in nudged])
-        k = len(nudged)
-        s_n, st_n = relax(model, None, [t.repeat(k, 1, 1, 1) for t in s_free], ep.T_nudge, (beta, y.repeat(k)),
-                          solver=ep.solver, tol=ep.tol, check_every=ep.check_every, drive=drive.repeat(k, 1, 1, 1))
+        k = len(nudged); s_rep, d_rep = [t.repeat(k, 1, 1, 1) for t in s_free], drive.repeat(k, 1, 1, 1)
+        kw = dict(solver=ep.solver, tol=ep.tol, check_every=ep.check_every)
+        s_n, st_n = (relax(model, None, s_rep, ep.T_nudge, (beta, y.repeat(k)), drive=d_rep, **kw) if low is None else
+                     relax_around(model, s_rep, ep.T_nudge, (beta, y.repeat(k)), d_rep, dtype=low, **kw))
         s_a = [t[:N] for t in s_n]
         s_b = [t[N:] for t in s_n] if k == 2 else s_free
         scale = -1. / ((b_a - b_b) * N)

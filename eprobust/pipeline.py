@@ -8,12 +8,13 @@ Docs: https://eprobust.github.io/eprobust/pipeline.html.md"""
 from __future__ import annotations
 import argparse, json, os, sys, tempfile, time
 from pathlib import Path
-from .core import get_preset, get_paths, project_root, record_preset, lookup, parse_list, PRESETS
+from .core import get_preset, get_paths, project_root, record_preset, lookup, parse_list, atomic_write, file_lock, PRESETS
 from .data import get_dataset_info
 from .train import parse_seeds, StageArgs
 
 # %% auto #0
-__all__ = ['STAGES', 'nbs_dir', 'parse_stages', 'stage_cells', 'run_stage', 'parse_datasets', 'reproduce', 'main']
+__all__ = ['STAGES', 'TIMES_BEGIN', 'TIMES_END', 'nbs_dir', 'parse_stages', 'stage_cells', 'run_stage', 'parse_datasets',
+           'reproduce', 'time_table', 'record_times', 'main']
 
 # %% ../nbs/07_pipeline.ipynb #8c48e28b
 STAGES = {
@@ -102,14 +103,51 @@ def reproduce(preset: str = 'cpu', seeds=None, models=None, dataset=None, data_r
     params = dict(preset=p.name, seeds=list(parse_seeds(seeds)) if seeds else None, models=models,
                   data_root=str(Path(data_root).resolve()) if data_root else None, out_dir=str(paths.root), cache_dir=str(paths.cache),
                   device=device)
-    done = []
-    for n in names:
-        for d in (datasets if 'dataset' in STAGES[n][1] else [None]):
-            t0 = time.time(); tag = f' dataset={d}' if d else ''
-            print(f'[eprobust] stage {n} ({STAGES[n][0]}) preset={p.name}{tag}', flush=True)
-            done.append(run_stage(n, {**params, **({'dataset': d} if d else {})}, paths, progress))
-            print(f'[eprobust] stage {n}{tag} done in {time.time() - t0:.0f}s -> {done[-1]}', flush=True)
+    done, times = [], []
+    try:
+        for n in names:
+            for d in (datasets if 'dataset' in STAGES[n][1] else [None]):
+                t0 = time.time(); tag = f' dataset={d}' if d else ''
+                print(f'[eprobust] stage {n} ({STAGES[n][0]}) preset={p.name}{tag}', flush=True)
+                times.append(dict(stage=n, dataset=d or '', seconds=None))
+                done.append(run_stage(n, {**params, **({'dataset': d} if d else {})}, paths, progress))
+                times[-1]['seconds'] = time.time() - t0
+                print(f'[eprobust] stage {n}{tag} done in {time.time() - t0:.0f}s -> {done[-1]}', flush=True)
+    finally:   # also when a stage fails: the table says which one and how long the others took
+        if times: print('\n' + record_times(times, p.name, paths), flush=True)
     return done
+
+# %% ../nbs/07_pipeline.ipynb #f07cdb7d
+def time_table(times: list[dict], preset: str) -> str:
+    "A markdown table of the stages run, their wall time and the total, with the machine they ran on."
+    import platform, torch
+    info = Path('/proc/cpuinfo')
+    cpu = next((l.split(':', 1)[1].strip() for l in info.read_text().splitlines() if l.startswith('model name')), '') if info.exists() else ''
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f'{cpu or platform.processor()}, {torch.get_num_threads()} torch threads'
+    fmt = lambda s: 'failed' if s is None else f'{s / 60:.1f}'
+    rows = [f"| {t['stage']} | {t['dataset'] or '–'} | {fmt(t['seconds'])} |" for t in times]
+    total = sum(t['seconds'] or 0 for t in times)
+    return '\n'.join([f"Pipeline time, preset `{preset}`, {time.strftime('%Y-%m-%d %H:%M')} on {dev} "
+                      f"(a stage that found its results cached takes only the time to check them):", '',
+                      '| stage | dataset | minutes |', '|---|---|---|', *rows, f'| **total** | | **{total / 60:.1f}** |'])
+
+TIMES_BEGIN, TIMES_END = '<!-- pipeline-time -->', '<!-- /pipeline-time -->'
+
+def record_times(times: list[dict], preset: str, paths) -> str:
+    "Keep the run's time table in `runs/<preset>/stage_times.json` and in `figures/<preset>/README.md` (a section of its own); returns it."
+    table = time_table(times, preset)
+    (paths.runs / preset).mkdir(parents=True, exist_ok=True)
+    with atomic_write(paths.runs / preset / 'stage_times.json') as tmp:
+        tmp.write_text(json.dumps(dict(preset=preset, date=time.strftime('%Y-%m-%d %H:%M'), stages=times), indent=1))
+    readme = paths.figures / preset / 'README.md'
+    if readme.exists():        # the figures stage rewrites the README; the section is replaced, never stacked
+        with file_lock(readme):
+            text = readme.read_text()
+            if TIMES_BEGIN in text and TIMES_END in text:
+                text = text[:text.index(TIMES_BEGIN)].rstrip('\n') + text[text.index(TIMES_END) + len(TIMES_END):]
+            with atomic_write(readme) as tmp:
+                tmp.write_text(f"{text.rstrip()}\n\n{TIMES_BEGIN}\n## Pipeline time\n\n{table}\n{TIMES_END}\n")
+    return table
 
 # %% ../nbs/07_pipeline.ipynb #fcc46a7e
 def main(argv=None):

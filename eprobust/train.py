@@ -61,9 +61,14 @@ def build_bp_cnn(cfg: TrainConfig) -> nn.Module:
     info = get_dataset_info(cfg.dataset)
     return BPCNN(cfg.channels, info.n_classes, info.mean, info.std)
 
+def _autocast(cfg, device):
+    "bf16 autocast where `cfg.precision` says so (the matmuls and convs in bf16, the loss, norms and weights float32), else nothing."
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == 'bf16')
+
 def bp_step(model, xb, yb, cfg, gen=None):
     "Cross-entropy backprop (with the config's label smoothing): sets `.grad` on all parameters."
-    logits = model(xb)
+    with _autocast(cfg, xb.device):
+        logits = model(xb).float()
     loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing or 0.)
     loss.backward()
     return loss.detach(), logits.detach()
@@ -85,7 +90,9 @@ def adv_step(model, xb, yb, cfg, gen=None):
     "Adversarial training: backprop at L2 PGD examples made on the fly by torchattacks (eval mode during the attack)."
     a = cfg.adv
     atk = torchattacks.PGDL2(model, eps=a.eps, alpha=a.alpha or 2.5 * a.eps / a.steps, steps=a.steps, random_start=False)
-    return bp_step(model, atk(xb, yb), yb, cfg)
+    with _autocast(cfg, xb.device):
+        adv = atk(xb, yb)
+    return bp_step(model, adv.float(), yb, cfg)
 
 def build_vit(cfg: TrainConfig) -> nn.Module:
     "torchvision's VisionTransformer on 32×32 images, normalization inside."
