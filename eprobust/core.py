@@ -172,10 +172,11 @@ _TINY_EP = replace(_PAPER_EP, channels=(4, 8, 8, 8), epochs=2, batch_size=64, n_
 # gave 18 % after one epoch. No augmentation led early (44.6 vs 39.8 % after 2 epochs), then stalled (44.4 %
 # at epoch 6, as with it). β 2 with 3 nudged steps: 42.4 % after 2 epochs. bf16 relaxations: 1.26× faster
 # per epoch, 37.6 vs 39.8 % after 2 epochs (see 02_ep). 24-48-96-192 costs 1.8× per batch (0.50 vs 0.28 s).
-# Issue 16 (2-core Xeon with AMX): 13 epochs instead of 8, in about the 20 minutes 8 took on the slower machine before.
-# bf16 phases (EPConfig.precision) ran a batch 1.24× faster but trailed after 2 epochs (43.4 vs 48.5 %), as did a 2×
-# wider network in bf16 (46.0 % after 2 epochs, at 2.1× the time per batch), so the preset trains in float32
-_CPU_EP = replace(_PAPER_EP, channels=(16, 32, 64, 128), epochs=13, T_max=13,
+# Issue 16 (2-core Xeon with AMX, ~78 s per epoch): nothing tried learned faster per minute than these 8 epochs (59.9 % on
+# all 10,000 test images in 10.5 min). 13 epochs reached 60.8 % in 15.8 min (56.7 % at 10.1 min); bf16 phases
+# (EPConfig.precision) ran a batch 1.24× faster but had 43.4 % after 2 epochs (float32: 48.5 %); 24-48-96-192 in float32
+# (2× the time per epoch) had 55.1 % after 5 of 7 epochs, 12.4 min in; 32-64-128-256 in bf16 46.0 % after 2 epochs (6 min)
+_CPU_EP = replace(_PAPER_EP, channels=(16, 32, 64, 128), epochs=8, T_max=8,
                   ep=EPConfig(beta=0.5, T_free=12, T_nudge=5, solver='async', init_scale=2.0))
 
 # AdvCNN: the BP-CNN trained on L2 PGD examples; ViT: Adam 1e-3, cosine, label smoothing 0.1, AutoAugment
