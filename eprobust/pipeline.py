@@ -135,13 +135,13 @@ TIMES_BEGIN, TIMES_END = '<!-- pipeline-time -->', '<!-- /pipeline-time -->'
 
 def record_times(times: list[dict], preset: str, paths) -> str:
     "Keep the run's time table in `runs/<preset>/stage_times.json` and in `figures/<preset>/README.md` (a section of its own); returns it."
-    table = time_table(times, preset)
-    (paths.runs / preset).mkdir(parents=True, exist_ok=True)
-    with atomic_write(paths.runs / preset / 'stage_times.json') as tmp:
-        tmp.write_text(json.dumps(dict(preset=preset, date=time.strftime('%Y-%m-%d %H:%M'), stages=times), indent=1))
+    table, record = time_table(times, preset), paths.runs / preset / 'stage_times.json'
+    record.parent.mkdir(parents=True, exist_ok=True)
     readme = paths.figures / preset / 'README.md'
-    if readme.exists():        # the figures stage rewrites the README; the section is replaced, never stacked
-        with file_lock(readme):
+    with file_lock(record):    # one lock for both files, kept in runs/: figures/ holds only what the figures stage draws
+        with atomic_write(record) as tmp:
+            tmp.write_text(json.dumps(dict(preset=preset, date=time.strftime('%Y-%m-%d %H:%M'), stages=times), indent=1))
+        if readme.exists():    # the figures stage rewrites the README; the section is replaced, never stacked
             text = readme.read_text()
             if TIMES_BEGIN in text and TIMES_END in text:
                 text = text[:text.index(TIMES_BEGIN)].rstrip('\n') + text[text.index(TIMES_END) + len(TIMES_END):]
