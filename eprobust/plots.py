@@ -31,7 +31,7 @@ __all__ = ['MODEL_LABELS', 'PAPER_CLEAN_ACC', 'MODEL_COLORS', 'SPARE_COLORS', 'S
            'write_index']
 
 # %% ../nbs/06_figures.ipynb #350e2aac
-MODEL_LABELS = {'ep_cnn': 'EP-CNN', 'bp_cnn': 'BP-CNN', 'adv_cnn': 'AdvCNN', 'adv_cnn_e0.5': 'AdvCNN ε0.5',
+MODEL_LABELS = {'ep_cnn': 'EP-CNN', 'ep_cnn_bptt': 'EP-CNN (BPTT)', 'bp_cnn': 'BP-CNN', 'adv_cnn': 'AdvCNN', 'adv_cnn_e0.5': 'AdvCNN ε0.5',
                 'adv_cnn_e1.0': 'AdvCNN ε1.0', 'vit': 'ViT'}
 # Clean CIFAR-10 test accuracy the paper reports (method.md §1-2), drawn beside ours.
 PAPER_CLEAN_ACC = {'ep_cnn': 0.881, 'bp_cnn': 0.886, 'vit': 0.846, 'adv_cnn_e0.5': 0.850, 'adv_cnn_e1.0': 0.787}

@@ -26,8 +26,8 @@ from torchvision.models import VisionTransformer
 from torchvision.transforms import v2 as T
 
 # %% auto #0
-__all__ = ['MODELS', 'TRAIN_KEYS', 'BPCNN', 'ModelSpec', 'build_bp_cnn', 'bp_step', 'build_ep_cnn', 'ep_step', 'adv_step',
-           'build_vit', 'get_model_spec', 'build_model', 'layer_groups', 'make_optimizer', 'make_scheduler',
+__all__ = ['MODELS', 'TRAIN_KEYS', 'BPCNN', 'ModelSpec', 'build_bp_cnn', 'bp_step', 'build_ep_cnn', 'ep_step', 'bptt_step',
+           'adv_step', 'build_vit', 'get_model_spec', 'build_model', 'layer_groups', 'make_optimizer', 'make_scheduler',
            'default_device', 'predict', 'evaluate', 'TrainingDiverged', 'TrainResult', 'model_key', 'checkpoint_path',
            'train_epoch', 'train_model', 'parse_seeds', 'parse_names', 'for_dataset', 'stage_configs', 'StageArgs',
            'Stage', 'open_stage', 'train_stage']
@@ -86,6 +86,14 @@ def ep_step(model, xb, yb, cfg, gen=None):
         logits = model.logits(s_free)
         return F.cross_entropy(logits, yb), logits
 
+def bptt_step(model, xb, yb, cfg, gen=None):
+    """The EP-CNN's twin trained by backprop through its free phase (issue 17): the exact gradient of the loss it predicts
+    with, `T_free` steps of its solver from zero, by autograd through the explicit update."""
+    logits = model(xb)                 # `relax` under autograd: every step's ops are recorded
+    loss = F.cross_entropy(logits, yb)
+    loss.backward()
+    return loss.detach(), logits.detach()
+
 def adv_step(model, xb, yb, cfg, gen=None):
     "Adversarial training: backprop at L2 PGD examples made on the fly by torchattacks (eval mode during the attack)."
     a = cfg.adv
@@ -102,6 +110,7 @@ def build_vit(cfg: TrainConfig) -> nn.Module:
     return nn.Sequential(Normalize(info.mean, info.std), vit)
 
 MODELS = {'bp_cnn': ModelSpec(build_bp_cnn, bp_step), 'ep_cnn': ModelSpec(build_ep_cnn, ep_step),
+          'ep_cnn_bptt': ModelSpec(build_ep_cnn, bptt_step),   # the same EPCNN (and EPConfig), trained by backprop
           'adv_cnn': ModelSpec(build_bp_cnn, adv_step), 'vit': ModelSpec(build_vit, bp_step)}
 
 def get_model_spec(name: str) -> ModelSpec:
