@@ -64,14 +64,14 @@ def pgd_speed_and_strength(n: int, eps_list=(('L2', 0.3085), ('Linf', 0.01))) ->
     float32 image by image (survived by one attack only; exact McNemar p-value). A faster, weaker attack is a defect."""
     import torch
     import eprobust.ep as ep
-    from scipy.stats import binomtest
+    from eprobust.core import wilson_interval, mcnemar_exact
     from eprobust.attacks import AttackSpec, as_classifier, make_attack, predict, _run_eps, _labels_of
     from eprobust.data import to_float
     model, (xt, yt), ids = trained_cpu_ep()
     x, y = to_float(xt[:n]), yt[:n]
     hardtanh = ep.sigma
     clamp = lambda v: (0.5 * v).clamp(0, 1)          # σ as it was written before
-    ci = lambda c: tuple(binomtest(int(c.sum()), len(c)).proportion_ci(method='wilson'))
+    ci = lambda c: wilson_interval(int(c.sum()), len(c))
     rows = []
     for norm, eps in eps_list:
         out = {}
@@ -86,11 +86,11 @@ def pgd_speed_and_strength(n: int, eps_list=(('L2', 0.3085), ('Linf', 0.01))) ->
                 out[name] = (correct, time.perf_counter() - t0)
             finally: ep.sigma = hardtanh
         (cb, tb), (c32, t32), (c16, t16) = out['before'], out['float32'], out['bf16']
-        only32, only16 = int((c32 & ~c16).sum()), int((c16 & ~c32).sum())     # survives one attack but not the other
+        mc = mcnemar_exact(c32.numpy(), c16.numpy()); only32, only16 = mc['only_a'], mc['only_b']   # survives one attack only
         r = dict(norm=norm, eps=eps, n=n, robust_before=cb.float().mean().item(), robust_float32=c32.float().mean().item(),
                  robust_bf16=c16.float().mean().item(), ci_before=ci(cb), ci_float32=ci(c32), ci_bf16=ci(c16),
                  survives_float32_only=only32, survives_bf16_only=only16,
-                 mcnemar_p=binomtest(only32, only32 + only16).pvalue if only32 + only16 else 1.0,
+                 mcnemar_p=mc['p'],
                  images_per_s_before=n / tb, images_per_s_float32=n / t32, images_per_s_bf16=n / t16,
                  bf16_over_before=tb / t16, float32_over_before=tb / t32, bf16_over_float32=t32 / t16, weights=ids['weights'])
         rows.append(r)

@@ -22,7 +22,8 @@ __all__ = ['PAPER_CHANNELS', 'PAPER_SEEDS', 'CPU_CHANNELS', 'PRESETS', 'HASH_COL
            'to_jsonable', 'config_hash', 'seed_everything', 'derive_seed', 'project_root', 'find_project', 'Paths',
            'get_paths', 'default_data_root', 'atomic_write', 'file_lock', 'file_sha256', 'fingerprint',
            'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'record_preset', 'default_preset', 'read_table',
-           'update_table', 'append_rows', 'rows_of', 'measured_elsewhere', 'done_units', 'load_table']
+           'update_table', 'append_rows', 'rows_of', 'measured_elsewhere', 'done_units', 'load_table',
+           'wilson_interval', 'mcnemar_exact']
 
 # %% ../nbs/00_core.ipynb #394f5d09
 class UnknownName(KeyError, ValueError):
@@ -433,3 +434,22 @@ def load_table(path: Path | str, stage: str = 'train') -> pd.DataFrame:
     if not path.exists(): raise FileNotFoundError(f"no result table at {path}: run the stage that writes it first "
                                                   f"(`eprobust reproduce --stages {stage}`)")
     return read_table(path)
+
+# %% ../nbs/00_core.ipynb #c4f7c84a
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    "The Wilson score interval of the proportion k/n (scipy's `binomtest(...).proportion_ci`)."
+    from scipy.stats import binomtest
+    if n < 1 or not 0 <= k <= n: raise ValueError(f"need 0 ≤ k ≤ n and n ≥ 1, got k={k}, n={n}")
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method='wilson')
+    return float(ci.low), float(ci.high)
+
+def mcnemar_exact(a_correct, b_correct) -> dict:
+    """Exact McNemar test of two classifiers (or attacks) on the same images, from per-image booleans: the images only
+    `a` gets right (`only_a`), only `b` (`only_b`), and the two-sided p-value of `only_a` among the discordant ones
+    under p = 1/2 (1.0 when there are none)."""
+    from scipy.stats import binomtest
+    a, b = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
+    if a.shape != b.shape: raise ValueError(f"per-image outcomes of different lengths: {a.shape} vs {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    p = float(binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
+    return dict(n=int(a.size), only_a=only_a, only_b=only_b, p=p)
