@@ -52,11 +52,11 @@ def autograd_step(model, xn, s):
 
 def conv_operands(model, s):
     "The inputs of the convolutions one explicit step executes: per layer k >= 1, s_{k-1} and the unpooled s_k."
-    convs = _Net(model).convs; ops = []
+    net = _Net(model); ops = []
     with torch.no_grad():
         for k in range(1, len(s)):
-            _, idx, size = _pool(convs[k], s[k - 1])       # the library's bottom-up term, for its argmax
-            ops.append((s[k - 1], F.max_unpool2d(s[k], idx, 2, output_size=size), *convs[k]))
+            _, idx, size = _pool(net, k, s[k - 1])         # the library's bottom-up term, for its argmax
+            ops.append((s[k - 1], F.max_unpool2d(s[k], idx, 2, output_size=size), *net.convs[k]))
     return ops
 
 def convs_only(ops):

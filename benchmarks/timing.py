@@ -1,5 +1,5 @@
 "Timing helpers shared by the benchmark scripts (run as `python benchmarks/<script>.py`, so this imports as `timing`)."
-import os, statistics, time
+import statistics, time
 
 def timeit(fn, repeats, warmup=1):
     "Mean seconds per call of `fn` over `repeats` calls, after `warmup` untimed ones."
@@ -29,9 +29,8 @@ def fastest_ratio(per_round: dict, slow: str, fast: str) -> float:
 
 def cpu_flags() -> str:
     "The CPU model, its vector/matrix ISA flags that matter here, and torch's thread count: figures compare only within one run."
-    import platform, torch
-    info = open('/proc/cpuinfo').read() if os.path.exists('/proc/cpuinfo') else ''
-    model = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), platform.processor())
-    flags = set(next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), []))
+    import torch
+    from eprobust.core import cpu_info
+    model, flags = cpu_info()
     wanted = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_tile', 'amx_bf16', 'amx_int8')
     return f"CPU: {model}; flags: {' '.join(f for f in wanted if f in flags) or 'none of ' + ', '.join(wanted)}; torch {torch.__version__}, {torch.get_num_threads()} threads"

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from .core import get_preset, lookup, parse_list, parse_number, config_hash, fingerprint, derive_seed, seed_everything
 from .core import append_rows, update_table, read_table, measured_elsewhere, rows_of, done_units, file_lock, save_checkpoint, load_checkpoint, CheckpointError
 from .data import to_float
-from .ep import EPCNN, SOLVERS, PRECISIONS, relax, input_drive, _sweep, _Net
+from .core import PRECISIONS
+from .ep import EPCNN, SOLVERS, relax, input_drive, _sweep, _Net
 from .train import StageArgs, Stage, open_stage, predict
 
 # %% auto #0

@@ -17,13 +17,13 @@ import torch
 from filelock import FileLock
 
 # %% auto #0
-__all__ = ['PAPER_CHANNELS', 'PAPER_SEEDS', 'CPU_CHANNELS', 'PRESETS', 'HASH_COLUMNS', 'MODEL_ID', 'UnknownName', 'lookup',
-           'parse_number', 'parse_list', 'EPConfig', 'AdvConfig', 'ViTConfig', 'TrainConfig', 'Preset', 'get_preset',
-           'to_jsonable', 'config_hash', 'seed_everything', 'derive_seed', 'project_root', 'find_project', 'Paths',
-           'get_paths', 'default_data_root', 'atomic_write', 'file_lock', 'file_sha256', 'fingerprint',
+__all__ = ['PAPER_CHANNELS', 'PAPER_SEEDS', 'PRECISIONS', 'CPU_CHANNELS', 'PRESETS', 'HASH_COLUMNS', 'MODEL_ID', 'UnknownName',
+           'lookup', 'parse_number', 'parse_list', 'EPConfig', 'AdvConfig', 'ViTConfig', 'TrainConfig', 'Preset',
+           'get_preset', 'to_jsonable', 'config_hash', 'seed_everything', 'derive_seed', 'project_root', 'find_project',
+           'Paths', 'get_paths', 'default_data_root', 'atomic_write', 'file_lock', 'file_sha256', 'fingerprint',
            'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'record_preset', 'default_preset', 'read_table',
            'update_table', 'append_rows', 'rows_of', 'measured_elsewhere', 'done_units', 'load_table',
-           'wilson_interval', 'mcnemar_exact']
+           'wilson_interval', 'mcnemar_exact', 'cpu_info']
 
 # %% ../nbs/00_core.ipynb #394f5d09
 class UnknownName(KeyError, ValueError):
@@ -55,6 +55,9 @@ def parse_list(v, item=str, what: str = 'value', example: str = 'a,b') -> tuple 
 PAPER_CHANNELS = (128, 256, 512, 512)  # conv1..conv4 (CIFAR-10); CIFAR-100 uses 1024 in conv4
 PAPER_SEEDS = (11, 13, 17, 19, 31)
 
+# a config's `precision` -> the dtype its fast path computes in (None: the model's own, float32)
+PRECISIONS = {'float32': None, 'bf16': torch.bfloat16}
+
 @dataclass(frozen=True)
 class EPConfig:
     "Equilibrium Propagation settings of an EP-CNN (method.md §1)."
@@ -72,8 +75,7 @@ class EPConfig:
         if self.beta <= 0: raise ValueError(f"beta must be > 0, got {self.beta}")
         if self.estimator not in ('symmetric', 'one_sided', 'random_sign'):
             raise ValueError(f"unknown estimator {self.estimator!r}: use 'symmetric', 'one_sided' or 'random_sign'")
-        if self.precision not in (None, 'float32', 'bf16'):
-            raise ValueError(f"unknown precision {self.precision!r}: use 'float32' or 'bf16'")
+        lookup(PRECISIONS, self.precision or 'float32', 'precision')
         if min(self.T_free, self.T_nudge, self.check_every) < 1: raise ValueError("T_free, T_nudge and check_every must be ≥ 1")
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1: raise ValueError(f"epochs and batch_size must be ≥ 1, got {self.epochs}, {self.batch_size}")
         if self.lr <= 0: raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.schedule not in ('step', 'cosine'): raise ValueError(f"unknown schedule {self.schedule!r}: use 'step' or 'cosine'")
-        if self.precision not in (None, 'float32', 'bf16'): raise ValueError(f"unknown precision {self.precision!r}: use 'float32' or 'bf16'")
+        lookup(PRECISIONS, self.precision or 'float32', 'precision')
         if self.pad_mode not in (None, 'edge', 'reflect'): raise ValueError(f"unknown pad_mode {self.pad_mode!r}: use 'edge' or 'reflect'")
 
 # %% ../nbs/00_core.ipynb #843cfdf7
@@ -453,3 +455,10 @@ def mcnemar_exact(a_correct, b_correct) -> dict:
     only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
     p = float(binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
     return dict(n=int(a.size), only_a=only_a, only_b=only_b, p=p)
+
+def cpu_info() -> tuple[str, set]:
+    "This machine's CPU model name and its flags (from /proc/cpuinfo; the platform's processor string and no flags elsewhere)."
+    import platform
+    info = Path('/proc/cpuinfo').read_text() if Path('/proc/cpuinfo').exists() else ''
+    field = lambda name: next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith(name)), '')
+    return field('model name') or platform.processor(), set(field('flags').split())

@@ -12,11 +12,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.grad import conv2d_weight
-from .core import PAPER_CHANNELS, EPConfig
+from .core import PAPER_CHANNELS, PRECISIONS, EPConfig
 from .data import Normalize
 
 # %% auto #0
-__all__ = ['SOLVERS', 'PRECISIONS', 'sigma', 'EPCNN', 'Phi', 'input_drive', 'RelaxStats', 'get_solver', 'relax', 'relax_around',
+__all__ = ['SOLVERS', 'sigma', 'EPCNN', 'Phi', 'input_drive', 'RelaxStats', 'get_solver', 'relax', 'relax_around',
            'ep_nudged_betas', 'ep_gradients', 'ep_vs_bptt', 'accuracy_per_step']
 
 # %% ../nbs/02_ep.ipynb #73609cb6
@@ -107,25 +107,20 @@ class _Net:
         self.convs = [(cast(c.weight), cast(c.bias), c.padding) for c in model.convs]
         self.W_out, self.b_out = cast(model.readout.weight), cast(model.readout.bias)
         self._dense = {}
-    def _matrix(self, convs, k, H, W):
-        key = (id(convs), k, H, W)
-        if key not in self._dense: self._dense[key] = _dense_matrix(convs[k][0], H, W)
-        return self._dense[key]
-    def conv(self, convs, k, s_in, bias=True):
-        "w_k ⋆ s_in (+ b_k) with the weights `convs`."
-        w, b, pad = convs[k]; b = b if bias else None
+    def _matrix(self, k, H, W):
+        if (k, H, W) not in self._dense: self._dense[k, H, W] = _dense_matrix(self.convs[k][0], H, W)
+        return self._dense[k, H, W]
+    def z(self, k, s_in, bias=True):
+        w, b, pad = self.convs[k]; b = b if bias else None
         N, _, H, W = s_in.shape
         if not _dense_wins(w, pad, H, W): return F.conv2d(s_in, w, b, padding=pad)
-        M, x = self._matrix(convs, k, H, W), _nhwc_rows(s_in)
+        M, x = self._matrix(k, H, W), _nhwc_rows(s_in)
         out = x @ M if b is None else torch.addmm(b.repeat((H - 2) * (W - 2)), x, M)
         return out.view(N, H - 2, W - 2, -1).permute(0, 3, 1, 2)
-    def conv_t(self, convs, k, u):
-        "w_kᵀ ⋆ u with the weights `convs`."
-        w, _, pad = convs[k]; N, _, h, wd = u.shape; H, W = h + 2, wd + 2
+    def down(self, k, u):
+        w, _, pad = self.convs[k]; N, _, h, wd = u.shape; H, W = h + 2, wd + 2
         if not _dense_wins(w, pad, H, W): return F.conv_transpose2d(u, w, padding=pad)
-        return (_nhwc_rows(u) @ self._matrix(convs, k, H, W).t()).view(N, H, W, -1).permute(0, 3, 1, 2)
-    def z(self, k, s_in): return self.conv(self.convs, k, s_in)
-    def down(self, k, u): return self.conv_t(self.convs, k, u)
+        return (_nhwc_rows(u) @ self._matrix(k, H, W).t()).view(N, H, W, -1).permute(0, 3, 1, 2)
 
 class _DeltaNet(_Net):
     """The same two convolutions around a reference state `ref` (the free equilibrium): the reference's terms once in
@@ -134,22 +129,21 @@ class _DeltaNet(_Net):
     carries ~2⁻⁹ per unit, as large as the nudge's effect on the lower layers. The pool, its argmax, the clamp and the
     state stay float32."""
     def __init__(self, model: EPCNN, ref: list[torch.Tensor], dtype: torch.dtype):
-        super().__init__(model); self.lo = _Net(model, dtype).convs; self.dtype = dtype
+        super().__init__(model); self.lo, self.dtype = _Net(model, dtype), dtype
         self.ref, self.z0, self.u0, self.d0 = ref, {}, {}, {}
         for k in range(1, len(ref)):              # the reference's pre-pool maps, argmaxes and top-down terms
             self.z0[k] = super().z(k, ref[k - 1])
             _, idx = F.max_pool2d(self.z0[k], 2, return_indices=True)
             self.u0[k] = F.max_unpool2d(ref[k], idx, 2, output_size=self.z0[k].shape[-2:])
             self.d0[k] = super().down(k, self.u0[k])
-    def z(self, k, s_in):
-        return self.z0[k] + self.conv(self.lo, k, (s_in - self.ref[k - 1]).to(self.dtype), bias=False).to(s_in.dtype)
+    def z(self, k, s_in, bias=True):   # the reference's z carries the bias
+        return self.z0[k] + self.lo.z(k, (s_in - self.ref[k - 1]).to(self.dtype), bias=False).to(s_in.dtype)
     def down(self, k, u):
-        return self.d0[k] + self.conv_t(self.lo, k, (u - self.u0[k]).to(self.dtype)).to(u.dtype)
+        return self.d0[k] + self.lo.down(k, (u - self.u0[k]).to(self.dtype)).to(u.dtype)
 
-def _pool(conv, s_in: torch.Tensor):
-    "P(w ⋆ s_in + b) with its argmax; `conv` is a (weight, bias, padding) triple."
-    w, b, pad = conv
-    z = F.conv2d(s_in, w, b, padding=pad)
+def _pool(net: _Net, k: int, s_in: torch.Tensor):
+    "P(w_k ⋆ s_in + b_k) with its argmax and the pre-pool size, by the convolution of `net`."
+    z = net.z(k, s_in)
     p, idx = F.max_pool2d(z, 2, return_indices=True)
     return p, idx, z.shape[-2:]
 
@@ -163,8 +157,7 @@ def _sweep(net: _Net, drive, s, cache, groups, beta, y):
     "One step: update the layers of each group from the current state, group after group. Returns the new state."
     s = list(s); L = len(s)
     def pooled(k):  # P(w_k ⋆ s_{k-1}) with its argmax, for k ≥ 1
-        if k not in cache:
-            z = net.z(k, s[k - 1]); cache[k] = (*F.max_pool2d(z, 2, return_indices=True), z.shape[-2:])
+        if k not in cache: cache[k] = _pool(net, k, s[k - 1])
         return cache[k]
     for group in groups:
         new = {}
@@ -175,10 +168,7 @@ def _sweep(net: _Net, drive, s, cache, groups, beta, y):
                 v = v + net.down(k + 1, F.max_unpool2d(s[k + 1], idx, 2, output_size=size))
             elif y is not None:
                 v = v - beta * _dloss_ds(net, s[k], y)
-            else:
-                new[k] = sigma(v); continue        # v is the cached pool: not to be overwritten
-            # σ in place on the fresh sum (no autograd graph to keep): one temporary fewer per layer and step
-            new[k] = sigma(v) if torch.is_grad_enabled() and v.requires_grad else v.mul_(0.5).clamp_(0, 1)
+            new[k] = sigma(v)
         for k, v in new.items():
             s[k] = v; cache.pop(k + 1, None)      # the conv of s_k is stale now
     return s
@@ -236,10 +226,10 @@ def relax_around(model: EPCNN, s: list[torch.Tensor], T: int, nudge: tuple, driv
 # %% ../nbs/02_ep.ipynb #e312cb6b
 def _contrast(model: EPCNN, xn, s_a, s_b) -> list[tuple[torch.Tensor, torch.Tensor]]:
     "∂Φ/∂(w_k, b_k)(s_a) − ∂Φ/∂(w_k, b_k)(s_b) for every conv, summed over the batch."
-    out = []
-    for k, (conv, c) in enumerate(zip(model.convs, _Net(model).convs)):
+    out, net = [], _Net(model)
+    for k, conv in enumerate(model.convs):
         a_a, a_b = (xn, xn) if k == 0 else (s_a[k - 1], s_b[k - 1])
-        _, ia, size = _pool(c, a_a); _, ib, _ = _pool(c, a_b)
+        _, ia, size = _pool(net, k, a_a); _, ib, _ = _pool(net, k, a_b)
         U_a = F.max_unpool2d(s_a[k], ia, 2, output_size=size); U_b = F.max_unpool2d(s_b[k], ib, 2, output_size=size)
         dU = U_a - U_b
         if k == 0: inp, gout = a_a, dU
@@ -247,9 +237,6 @@ def _contrast(model: EPCNN, xn, s_a, s_b) -> list[tuple[torch.Tensor, torch.Tens
         dw = conv2d_weight(inp, conv.weight.shape, gout, padding=conv.padding)
         out.append((dw, dU.sum((0, 2, 3))))
     return out
-
-# `EPConfig.precision` -> the dtype of the relaxation's convolutions (None: the state's own, float32)
-PRECISIONS = {'float32': None, 'bf16': torch.bfloat16}
 
 def ep_nudged_betas(ep: EPConfig, gen: torch.Generator | None = None) -> tuple[float, float]:
     "(β_a, β_b) of the estimator; β = 0 means 'the free state'."

@@ -8,7 +8,7 @@ Docs: https://eprobust.github.io/eprobust/pipeline.html.md"""
 from __future__ import annotations
 import argparse, json, os, sys, tempfile, time
 from pathlib import Path
-from .core import get_preset, get_paths, project_root, record_preset, lookup, parse_list, atomic_write, file_lock, PRESETS
+from .core import get_preset, get_paths, project_root, record_preset, lookup, parse_list, atomic_write, file_lock, cpu_info, PRESETS
 from .data import get_dataset_info
 from .train import parse_seeds, StageArgs
 
@@ -120,10 +120,8 @@ def reproduce(preset: str = 'cpu', seeds=None, models=None, dataset=None, data_r
 # %% ../nbs/07_pipeline.ipynb #f07cdb7d
 def time_table(times: list[dict], preset: str) -> str:
     "A markdown table of the stages run, their wall time and the total, with the machine they ran on."
-    import platform, torch
-    info = Path('/proc/cpuinfo')
-    cpu = next((l.split(':', 1)[1].strip() for l in info.read_text().splitlines() if l.startswith('model name')), '') if info.exists() else ''
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f'{cpu or platform.processor()}, {torch.get_num_threads()} torch threads'
+    import torch
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f'{cpu_info()[0]}, {torch.get_num_threads()} torch threads'
     fmt = lambda s: 'failed' if s is None else f'{s / 60:.1f}'
     rows = [f"| {t['stage']} | {t['dataset'] or '–'} | {fmt(t['seconds'])} |" for t in times]
     total = sum(t['seconds'] or 0 for t in times)
