@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .core import get_preset, lookup, parse_list, parse_number, config_hash, fingerprint, derive_seed, seed_everything
 from .core import append_rows, update_table, read_table, measured_elsewhere, rows_of, done_units, file_lock, save_checkpoint, load_checkpoint, CheckpointError
 from .data import to_float
-from .core import PRECISIONS
+from .core import PRECISIONS, pack_hits
 from .ep import EPCNN, SOLVERS, relax, input_drive, _sweep, _Net
 from .train import StageArgs, Stage, open_stage, predict
 
@@ -378,14 +378,14 @@ def attack_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: Attac
         atk = make_attack(clf, spec, e, seed, n_classes)
         correct, dn, (adv, pred) = _run_eps(clf, atk, x, labels, y, spec, seed, e, progress)
         common = dict(clean_acc=clean_ok.float().mean().item(), n=len(y), max_norm=dn.max().item(), seconds=time.time() - t0,
-                      **adjoint_summary(stats[mark:]))
+                      clean_hits=pack_hits(clean_ok.cpu()), **adjoint_summary(stats[mark:]))   # hits: per image, for paired tests
         if keep:
             common['examples'] = dict(clean=x[:keep].cpu(), adv=adv[:keep].cpu(), y=y[:keep].cpu(), pred_clean=clean_pred[:keep].cpu(),
                                       pred_adv=pred[:keep].cpu())
         # one run per ε; or one at the largest, where an image beyond ε is no adversarial example at ε: the clean prediction stands
         for e_report in ((e,) if d.per_eps else spec.eps):
             ok = correct if d.per_eps else correct | ((dn > e_report * (1 + 1e-6)) & clean_ok)
-            out.append(dict(eps=e_report, robust_acc=ok.float().mean().item(), **common))
+            out.append(dict(eps=e_report, robust_acc=ok.float().mean().item(), hits=pack_hits(ok.cpu()), **common))
     return out
 
 # %% ../nbs/04_attacks.ipynb #00f5fd1b

@@ -23,7 +23,7 @@ __all__ = ['PAPER_CHANNELS', 'PAPER_SEEDS', 'PRECISIONS', 'CPU_CHANNELS', 'PRESE
            'Paths', 'get_paths', 'default_data_root', 'atomic_write', 'file_lock', 'file_sha256', 'fingerprint',
            'CheckpointError', 'save_checkpoint', 'load_checkpoint', 'record_preset', 'default_preset', 'read_table',
            'update_table', 'append_rows', 'rows_of', 'measured_elsewhere', 'done_units', 'load_table',
-           'wilson_interval', 'mcnemar_exact', 'cpu_info']
+           'wilson_interval', 'mcnemar_exact', 'seed_interval', 'pack_hits', 'unpack_hits', 'cpu_info']
 
 # %% ../nbs/00_core.ipynb #394f5d09
 class UnknownName(KeyError, ValueError):
@@ -146,11 +146,15 @@ class Preset:
     train: dict                      # model name -> TrainConfig
     n_test: int | None = None        # first n test images to evaluate on (None: all 10,000)
     eval_batch_size: int = 200
+    keep_epochs: bool = False        # keep every epoch's weights (robustness along training, `08_compare`)
+    stages: tuple | None = None      # the pipeline stages `eprobust reproduce` runs for it (None: all)
 
 _TINY_BP = TrainConfig(channels=(4, 8, 8, 8), epochs=3, batch_size=64, n_train=512, step_size=2)
-# cpu: a 4× narrower BP-CNN trained on all 50,000 images, its convs in bf16 (autocast): a training step 2.0× faster than
-# float32 on a 2-core Xeon with AMX (2.5× for the AdvCNN's, PGD included; the ViT's ran 0.54× as fast, so it stays float32)
-CPU_CHANNELS = (32, 64, 128, 256)
+# cpu: the BP-CNN with the cpu EP-CNN's topology (8× narrower than the paper's; the paper's BP-CNN has its EP-CNN's too),
+# trained on all 50,000 images, its convs in bf16 (autocast): a training step 2.0× faster than float32 on a 2-core Xeon
+# with AMX (2.5× for the AdvCNN's, PGD included; the ViT's ran 0.54× as fast, so it stays float32). Until issue 17 it was
+# 2× wider (32-64-128-256: 82.1 % clean), which mixed width into the EP-vs-backprop comparison.
+CPU_CHANNELS = (16, 32, 64, 128)
 _CPU_BP = TrainConfig(channels=CPU_CHANNELS, epochs=6, batch_size=128, lr=0.05, schedule='cosine', T_max=6, eta_min=1e-4,
                       precision='bf16')
 
@@ -179,8 +183,11 @@ _TINY_EP = replace(_PAPER_EP, channels=(4, 8, 8, 8), epochs=2, batch_size=64, n_
 # all 10,000 test images in 10.5 min). 13 epochs reached 60.8 % in 15.8 min (56.7 % at 10.1 min); bf16 phases
 # (EPConfig.precision) ran a batch 1.24× faster but had 43.4 % after 2 epochs (float32: 48.5 %); 24-48-96-192 in float32
 # (2× the time per epoch) had 55.1 % after 5 of 7 epochs, 12.4 min in; 32-64-128-256 in bf16 46.0 % after 2 epochs (6 min)
-_CPU_EP = replace(_PAPER_EP, channels=(16, 32, 64, 128), epochs=8, T_max=8,
+_CPU_EP = replace(_PAPER_EP, channels=CPU_CHANNELS, epochs=8, T_max=8,
                   ep=EPConfig(beta=0.5, T_free=12, T_nudge=5, solver='async', init_scale=2.0))
+# the BPTT twin (issue 17): the same EP-CNN, init, solver, T_free, optimizer and schedule, trained by backprop through its
+# free phase instead of EP (~1.4× EP's time per batch on 2 cores: 245 vs 180 ms at batch 128)
+_TWIN = lambda ep_cfg: replace(ep_cfg, model='ep_cnn_bptt')
 
 # AdvCNN: the BP-CNN trained on L2 PGD examples; ViT: Adam 1e-3, cosine, label smoothing 0.1, AutoAugment
 _PAPER_ADV = {f'adv_cnn_e{e}': replace(TrainConfig(), model='adv_cnn', adv=AdvConfig(eps=e)) for e in (0.5, 1.0)}
@@ -196,10 +203,16 @@ _TINY_VIT = replace(_PAPER_VIT, epochs=2, T_max=2, batch_size=64, n_train=512,
 _CPU_ADV = {f'adv_cnn_e{e}': replace(_CPU_BP, model='adv_cnn', epochs=2, T_max=2, adv=AdvConfig(eps=e, steps=3)) for e in (0.5,)}
 _CPU_VIT = replace(_PAPER_VIT, epochs=3, T_max=3, vit=ViTConfig(patch_size=8, num_layers=6, num_heads=6, hidden_dim=192, mlp_dim=384))
 
+_CPU_MODELS = {'bp_cnn': _CPU_BP, 'ep_cnn': _CPU_EP, 'ep_cnn_bptt': _TWIN(_CPU_EP)}
 PRESETS = {
-    'tiny':  Preset('tiny', seeds=(11,), train={'bp_cnn': _TINY_BP, 'ep_cnn': _TINY_EP, **_TINY_ADV, 'vit': _TINY_VIT}, n_test=256),
-    'cpu':   Preset('cpu', seeds=(11,), train={'bp_cnn': _CPU_BP, 'ep_cnn': _CPU_EP, **_CPU_ADV, 'vit': _CPU_VIT}),
-    'paper': Preset('paper', seeds=PAPER_SEEDS, train={'bp_cnn': TrainConfig(), 'ep_cnn': _PAPER_EP, **_PAPER_ADV, 'vit': _PAPER_VIT}),
+    'tiny':  Preset('tiny', seeds=(11,), train={'bp_cnn': _TINY_BP, 'ep_cnn': _TINY_EP, 'ep_cnn_bptt': _TWIN(_TINY_EP), **_TINY_ADV,
+                                                'vit': _TINY_VIT}, n_test=256, keep_epochs=True),
+    'cpu':   Preset('cpu', seeds=(11,), train={**_CPU_MODELS, **_CPU_ADV, 'vit': _CPU_VIT}, keep_epochs=True),
+    # the controlled comparison of issue 17 over three seeds: the cpu preset's EP-CNN, its twin and the BP-CNN (seed 11's
+    # models are the cpu preset's own, shared through the cache); run it with `eprobust reproduce --preset study`
+    'study': Preset('study', seeds=(11, 13, 17), train=_CPU_MODELS, keep_epochs=True, stages=('train', 'compare', 'figures')),
+    'paper': Preset('paper', seeds=PAPER_SEEDS, train={'bp_cnn': TrainConfig(), 'ep_cnn': _PAPER_EP, 'ep_cnn_bptt': _TWIN(_PAPER_EP),
+                                                       **_PAPER_ADV, 'vit': _PAPER_VIT}),
 }
 
 def get_preset(name: str | Preset) -> Preset:
@@ -455,6 +468,24 @@ def mcnemar_exact(a_correct, b_correct) -> dict:
     only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
     p = float(binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
     return dict(n=int(a.size), only_a=only_a, only_b=only_b, p=p)
+
+def seed_interval(values, level: float = 0.95) -> tuple[float, float]:
+    "The t interval of the mean of per-seed values (scipy's `t`); (nan, nan) for fewer than two seeds."
+    from scipy.stats import t as student_t, sem
+    v = np.asarray(values, float)
+    if v.size < 2: return float('nan'), float('nan')
+    lo, hi = student_t.interval(level, v.size - 1, loc=v.mean(), scale=sem(v))
+    return float(lo), float(hi)
+
+def pack_hits(correct) -> str:
+    "Per-image booleans as a hex string (8 images a byte), for a result table's `hits` column: paired tests need them."
+    return np.packbits(np.asarray(correct, bool)).tobytes().hex()
+
+def unpack_hits(hits: str, n: int) -> np.ndarray:
+    "The first `n` per-image booleans of a `pack_hits` string."
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(hits), np.uint8))
+    if n > bits.size: raise ValueError(f"hits hold {bits.size} images, asked for {n}")
+    return bits[:n].astype(bool)
 
 def cpu_info() -> tuple[str, set]:
     "This machine's CPU model name and its flags (from /proc/cpuinfo; the platform's processor string and no flags elsewhere)."

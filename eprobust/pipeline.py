@@ -21,6 +21,8 @@ STAGES = {
     'train':   ('03_train.ipynb',   ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')),
     'attacks': ('04_attacks.ipynb', ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')),
     'corruptions': ('05_corruptions.ipynb', ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')),
+    # the controlled comparison (issue 17): after the corruptions, before the figures that draw it
+    'compare': ('08_compare.ipynb', ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')),
     'figures': ('06_figures.ipynb', ('preset', 'out_dir')),
 }
 
@@ -30,9 +32,10 @@ def nbs_dir() -> Path:
     if not (d / STAGES['train'][0]).exists(): raise FileNotFoundError(f"stage notebooks not found in {d}: install eprobust from a git checkout with `pip install -e .`")
     return d
 
-def parse_stages(stages) -> list[str]:
-    "Stage names in pipeline order; an unknown one fails listing the valid ones."
+def parse_stages(stages, preset=None) -> list[str]:
+    "Stage names in pipeline order; None: those of `preset` (all where it names none); an unknown one fails listing the valid ones."
     names = parse_list(stages, str, 'stages', 'train,attacks')
+    if names is None and preset is not None: names = get_preset(preset).stages
     if names is None or names == ('all',): return list(STAGES)
     for s in names: lookup(STAGES, s, 'stage')
     return [s for s in STAGES if s in names]
@@ -96,7 +99,7 @@ def reproduce(preset: str = 'cpu', seeds=None, models=None, dataset=None, data_r
               cache_dir=None, stages=None, progress: bool = True, device=None) -> list[Path]:
     "Run the pipeline's stages in order for `preset` on each dataset (see `parse_datasets`); returns the executed notebooks."
     _absolute_data_env()
-    p = get_preset(preset); names = parse_stages(stages); datasets = parse_datasets(dataset, p.name, data_root)
+    p = get_preset(preset); names = parse_stages(stages, p); datasets = parse_datasets(dataset, p.name, data_root)
     paths = get_paths(out_dir, cache_dir)
     print(f'[eprobust] writing results/, figures/, runs/ under {paths.root} (cache: {paths.cache})', flush=True)
     record_preset(p.name, paths)
@@ -161,7 +164,7 @@ def main(argv=None):
     r.add_argument('--data-root', default=None, help='data folder (default: $EPROBUST_DATA, else data/cifar10)')
     r.add_argument('--out-dir', default=None, help='where results/, figures/, cache/, runs/ go (default: the project folder)')
     r.add_argument('--cache-dir', default=None, help='checkpoint and data cache (default: <out-dir>/cache)')
-    r.add_argument('--stages', default=None, help=f"comma-separated subset of {', '.join(STAGES)} (default: all)")
+    r.add_argument('--stages', default=None, help=f"comma-separated subset of {', '.join(STAGES)} (default: the preset's; all but for study)")
     r.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
     sub.add_parser('stages', help='list the stages')
     a = ap.parse_args(argv)

@@ -21,12 +21,13 @@ from .core import load_checkpoint, find_project, read_table
 
 # %% auto #0
 __all__ = ['MODEL_LABELS', 'PAPER_CLEAN_ACC', 'MODEL_COLORS', 'SPARE_COLORS', 'SOURCES', 'REQUIRED', 'FIGURES', 'GRAD_LABELS',
-           'ROBUST_PANELS', 'CIFAR10_CLASSES', 'ROBUST_TABLE', 'REFERENCE_DATASETS', 'set_style', 'model_label',
-           'known_models', 'model_color', 'palette', 'Source', 'current_rows', 'FigureSpec', 'register_figure',
-           'get_figure', 'plot_training_curves', 'plot_clean_accuracy', 'reference_path', 'load_reference',
-           'plot_free_phase_accuracy', 'reference_robustness', 'plot_robustness', 'plot_obfuscation',
+           'ROBUST_PANELS', 'CIFAR10_CLASSES', 'ROBUST_TABLE', 'REFERENCE_DATASETS', 'COMPARE_TABLES', 'set_style',
+           'model_label', 'known_models', 'model_color', 'palette', 'Source', 'current_rows', 'FigureSpec',
+           'register_figure', 'get_figure', 'plot_training_curves', 'plot_clean_accuracy', 'reference_path',
+           'load_reference', 'plot_free_phase_accuracy', 'reference_robustness', 'plot_robustness', 'plot_obfuscation',
            'plot_adversarial_examples', 'robust_accuracy_table', 'reference_corruptions', 'plot_corruption_severity',
            'plot_corruption_heatmap', 'corruption_table', 'plot_corruption_grid', 'clean_accuracy_table',
+           'plot_robust_vs_clean', 'plot_relaxation', 'controlled_table', 'contrasts_table', 'matched_accuracy_table',
            'load_sources', 'draw_figure', 'save_figure', 'Drawn', 'draw_all', 'figures_stage', 'show_figures',
            'write_index']
 
@@ -93,6 +94,14 @@ def _rows(path: Path, p) -> pd.DataFrame | None:
     rows = current_rows(read_table(path), p)
     return rows if len(rows) else None
 
+def _measured(path: Path, p) -> pd.DataFrame | None:
+    "Rows measured on the preset's current models and seeds, by whichever preset's run (the compare stage's keys hold no preset), or None."
+    from eprobust.train import stage_configs, model_key
+    t = read_table(path)
+    keep = {(d, m, model_key(c, s)) for d in t['dataset'].unique() for m, c in stage_configs(p, dataset=d).items() for s in p.seeds}
+    rows = t[[k in keep for k in zip(t['dataset'], t['model'], t['config_hash'])]]
+    return rows if len(rows) else None
+
 def _examples(path: Path, p) -> dict | None:
     "The preset's saved adversarial examples (keys `preset|dataset|model|seed|grad`), or None."
     ex = load_checkpoint(path, 'adv_examples')['examples']
@@ -111,6 +120,8 @@ SOURCES = {
     'adv_examples': Source('adv_examples.pt', 'attacks', _examples),
     'corruptions': Source('corruptions.csv', 'corruptions', _rows),
     'corruption_grid': Source('corruption_grid_{preset}.npz', 'corruptions', _grid),
+    'trajectory': Source('trajectory.csv', 'compare', _measured),
+    'relaxation': Source('relaxation.csv', 'compare', _measured),
 }
 REQUIRED = ('clean_accuracy', 'train_metrics')    # the train stage's tables: without them the stage fails
 
@@ -442,6 +453,76 @@ def clean_accuracy_table(clean: pd.DataFrame) -> pd.DataFrame:
 register_figure('table_clean_accuracy', lambda t: clean_accuracy_table(t['clean_accuracy']), ['clean_accuracy'],
                 'Table: clean accuracy per model and dataset (mean, std over seeds, paper)')
 
+# %% ../nbs/06_figures.ipynb #2f446fe7
+def _panel(norm, eps) -> str:
+    return f"{'L2' if norm == 'L2' else 'L∞'} ε = {eps:.4g}"
+
+def plot_robust_vs_clean(traj: pd.DataFrame) -> plt.Figure:
+    "Robust against clean accuracy at every kept point of training, one trajectory per model and seed, one panel per ε."
+    d = _label(traj).sort_values('epoch')
+    keys = sorted(set(zip(d['norm'], d['eps'])), key=lambda k: (k[0] != 'L2', k[1]))
+    set_style(); fig, axes = plt.subplots(1, len(keys), figsize=(4.3 * len(keys), 4), squeeze=False)
+    for ax, (norm, eps) in zip(axes[0], keys):
+        g = d[(d['norm'] == norm) & (d['eps'] == eps)]
+        sns.lineplot(g, x='clean_acc', y='robust_acc', hue='Model', units='seed', estimator=None, sort=False, marker='o', ms=4,
+                     palette=palette(g['model']), ax=ax, legend=ax is axes[0][-1])
+        last = g[g['last'].astype(bool)]
+        ax.scatter(last['clean_acc'], last['robust_acc'], s=90, facecolors='none', edgecolors='k', lw=0.8, zorder=5)
+        ax.set(xlabel='clean accuracy', ylabel='robust accuracy', title=f'PGD-20 {_panel(norm, eps)}')
+    axes[0][-1].legend(fontsize=8, title='circled: end of training', title_fontsize=8, loc='upper left')
+    fig.suptitle('Robustness along training (EP-CNNs: full gradient of the free phase)', y=1.02); fig.tight_layout()
+    return _stamp(fig, traj)
+
+def plot_relaxation(rel: pd.DataFrame) -> plt.Figure:
+    "Clean and robust accuracy of the trained EP-CNN and its twin run with T1 = ¼ … 4× their training T1 (attacked through all T1 steps)."
+    d = _label(rel)
+    clean = d.drop_duplicates(['model', 'seed', 'T1']).assign(acc=lambda t: t['clean_acc'], panel='clean')
+    rob = d.assign(acc=d['robust_acc'], panel=[f'PGD-20 {_panel(n, e)}' for n, e in zip(d['norm'], d['eps'])])
+    long, panels = pd.concat([clean, rob]), ['clean', *sorted(rob['panel'].unique())]
+    set_style(); fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False)
+    for ax, pn in zip(axes[0], panels):
+        g = long[long['panel'] == pn]
+        sns.lineplot(g, x='T1', y='acc', hue='Model', marker='o', palette=palette(g['model']), errorbar=('ci', 95), ax=ax,
+                     legend=ax is axes[0][-1])
+        for T in g['T_train'].unique():
+            ax.axvline(T, color='0.6', ls=':', lw=1)
+        ax.set_xscale('log', base=2)
+        ax.set(xlabel='free-phase steps T1 (dotted: training T1)', ylabel='accuracy', title=pn)
+    fig.suptitle(f"Does more relaxation buy robustness? (n = {int(rel['n'].max())} images)", y=1.02); fig.tight_layout()
+    return _stamp(fig, rel)
+
+def _named(t: pd.DataFrame, col: str = 'model') -> pd.DataFrame:
+    "Registry keys in `col` (and 'a − b' pairs) as the models' labels."
+    return t.assign(**{col: [' − '.join(model_label(m) for m in str(v).split(' − ')) for v in t[col]]})
+
+def controlled_table(traj: pd.DataFrame) -> pd.DataFrame:
+    "Each model at the end of training: clean and robust accuracy with a 95 % interval (`headline_table`)."
+    from eprobust.compare import headline_table     # here, not at the top: the figures need no torch until they draw these
+    return _named(headline_table(traj))
+
+def contrasts_table(traj: pd.DataFrame) -> pd.DataFrame:
+    "EP-CNN against its twin and against the BP-CNN at the end of training, on the same images (`contrast_table`)."
+    from eprobust.compare import contrast_table
+    t = contrast_table(traj)
+    return t.assign(a=t['a'].map(model_label), b=t['b'].map(model_label)) if len(t) else t
+
+def matched_accuracy_table(traj: pd.DataFrame) -> pd.DataFrame:
+    "Robust accuracy at common clean accuracies along training, and the EP-CNN's differences there (`matched_table`)."
+    from eprobust.compare import matched_table
+    t = matched_table(traj)
+    return _named(t) if len(t) else t
+
+register_figure('robust_vs_clean', lambda t: plot_robust_vs_clean(t['trajectory']), ['trajectory'],
+                'Robust vs clean accuracy along training: the BP-CNN (same topology), the EP-CNN and its BPTT twin (PGD-20, standard)')
+register_figure('relaxation_length', lambda t: plot_relaxation(t['relaxation']), ['relaxation'],
+                'Clean and robust accuracy against the free-phase length T1 the trained EP-CNN and twin run with')
+register_figure('table_controlled', lambda t: controlled_table(t['trajectory']), ['trajectory'],
+                'Table: each model at the end of training, robust accuracy with a 95 % interval')
+register_figure('table_contrasts', lambda t: contrasts_table(t['trajectory']), ['trajectory'],
+                'Table: EP-CNN minus its twin and minus the BP-CNN, same images, exact McNemar p per seed')
+register_figure('table_matched_accuracy', lambda t: matched_accuracy_table(t['trajectory']), ['trajectory'],
+                'Table: robust accuracy at matched clean accuracy (interpolated along training), with 95 % intervals')
+
 # %% ../nbs/06_figures.ipynb #a0b2c48d
 def _run(p, stage: str) -> str:
     return f'run `eprobust reproduce --preset {p.name} --stages {stage}`'
@@ -606,6 +687,25 @@ def _corruption_lines(corr: pd.DataFrame) -> list[str]:
     return _md_table('Natural corruptions: mean accuracy over 15 common corruptions × 5 severities',
                      ['dataset', 'model', 'ours', 'clean (same images)', 'n images', 'source', 'paper (full scale)'], rows)
 
+def _with_interval(t: pd.DataFrame, col: str) -> pd.DataFrame:
+    "`col` and its 95 % interval (`lo`, `hi`) as one column of percentages, e.g. '31.2 [28.4, 34.1]'."
+    iv = [f'{100 * v:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]' if pd.notna(lo) else f'{100 * v:.1f}' for v, lo, hi in zip(t[col], t['lo'], t['hi'])]
+    t = t.drop(columns=[col, 'lo', 'hi']).assign(**{f'{col} % [95 % interval]': iv})
+    pct = {k: [_pct(v) for v in t[k]] for k in ('clean_acc', 'clean') if k in t}
+    return t.assign(eps=[f'{e:.4g}' for e in t['eps']], **pct)
+
+COMPARE_TABLES = (('table_controlled', 'robust_acc', 'Each model at the end of training'),
+                  ('table_contrasts', 'diff', 'The EP-CNN against its twin and the BP-CNN, on the same images'),
+                  ('table_matched_accuracy', 'robust_acc', 'At matched clean accuracy (robust accuracy where training passes each clean accuracy)'))
+
+def _compare_lines(tables: dict) -> list[str]:
+    "The controlled comparison's tables (issue 17), percentages with their intervals."
+    parts = [(k, col, title) for k, col, title in COMPARE_TABLES if k in tables]
+    lines = ['## Is it EP, or the architecture?', ''] if parts else []
+    for k, col, title in parts:
+        lines += [f'### {title}', '', _with_interval(tables[k], col).to_markdown(index=False), '']
+    return lines
+
 def write_index(dest: Path, preset: str, clean: pd.DataFrame, drawn: Drawn) -> Path:
     "`README.md` beside the figures: each figure shown with its caption, the tables, what is not drawn yet, the headline numbers."
     seeds = ', '.join(map(str, sorted(clean['seed'].unique())))
@@ -620,6 +720,7 @@ def write_index(dest: Path, preset: str, clean: pd.DataFrame, drawn: Drawn) -> P
         lines += _robust_lines(t['table_robust_accuracy'])
     if 'table_corruptions' in t:
         lines += _corruption_lines(t['table_corruptions'])
+    lines += _compare_lines(t)
     path = dest / 'README.md'
     with atomic_write(path) as tmp:
         tmp.write_text('\n'.join(lines).rstrip('\n') + '\n')

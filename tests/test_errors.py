@@ -16,7 +16,7 @@ def small_data():
 def test_unknown_preset_cli():
     cli = Path(sys.executable).parent / 'eprobust'   # the console script the package installs
     r = subprocess.run([str(cli), 'reproduce', '--preset', 'huge'], capture_output=True, text=True)
-    assert r.returncode == 2 and "unknown preset 'huge'; valid presets: tiny, cpu, paper" in r.stderr
+    assert r.returncode == 2 and "unknown preset 'huge'; valid presets: tiny, cpu, study, paper" in r.stderr
 
 def test_unknown_preset_stage(tmp_path):
     with pytest.raises(KeyError, match='valid presets'): train_stage('huge', out_dir=tmp_path)
