@@ -394,7 +394,7 @@ def default_preset(paths: Paths | None = None) -> str:
     except (OSError, ValueError, KeyError, TypeError): return 'cpu'
 
 # %% ../nbs/00_core.ipynb #149633f0
-HASH_COLUMNS = ('config_hash', 'unit', 'weights', 'data')   # hashes: kept as strings (digits-only ones would lose leading zeros)
+HASH_COLUMNS = ('config_hash', 'unit', 'weights', 'final_weights', 'data', 'hits', 'clean_hits')   # hashes and per-image hex: kept as strings (digits-only ones would lose leading zeros, '1e5' would be a number)
 
 def read_table(path: Path | str, **kw) -> pd.DataFrame:
     "Read a result CSV, with the hash columns as strings."

@@ -17,7 +17,7 @@ from eprobust.train import MODELS, model_key, stage_configs
 
 RESULTS = ROOT / 'results'       # committed, real (cpu preset): copied, never written
 TRAIN = ('clean_accuracy.csv', 'train_metrics.csv', 'free_phase_accuracy.csv')
-LATER = ('attacks.csv', 'adv_examples.pt', 'adv_examples.json', 'corruptions.csv', 'corruption_grid_cpu.npz')
+LATER = ('attacks.csv', 'adv_examples.pt', 'adv_examples.json', 'corruptions.csv', 'corruption_grid_cpu.npz', 'trajectory.csv', 'relaxation.csv')
 HASHES = dict(unit='0a1b2c3d', weights='0123', data='4567')     # the string columns result tables are about to carry
 
 def results_copy(out: Path, files=TRAIN) -> Path:
