@@ -289,11 +289,11 @@ def parse_names(names) -> tuple[str, ...] | None:
     return parse_list(names, str, 'names', 'bp_cnn,ep_cnn')
 
 def for_dataset(cfg: TrainConfig, dataset: str) -> TrainConfig:
-    "`cfg` on `dataset`; CIFAR-100 gets the paper's protocol (method.md §1): reflect-padded crops, EP-CNN conv4 ×2 and β 1.0."
+    "`cfg` on `dataset`; CIFAR-100 gets the paper's protocol (method.md §1): reflect-padded crops, EP-CNN (and twin) conv4 ×2 and β 1.0."
     cfg = replace(cfg, dataset=dataset)
     if dataset != 'cifar100': return cfg
     cfg = replace(cfg, pad_mode='reflect')
-    if cfg.model == 'ep_cnn': cfg = replace(cfg, channels=(*cfg.channels[:-1], 2 * cfg.channels[-1]), ep=replace(cfg.ep, beta=1.0))
+    if cfg.ep is not None: cfg = replace(cfg, channels=(*cfg.channels[:-1], 2 * cfg.channels[-1]), ep=replace(cfg.ep, beta=1.0))
     return cfg
 
 def stage_configs(preset, models=None, dataset: str = 'cifar10') -> dict:

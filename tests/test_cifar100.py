@@ -19,7 +19,7 @@ def test_cifar100_pipeline(tmp_path, data_root, shared_cache):
     res = out / 'results'
     for table in ('clean_accuracy', 'attacks', 'corruptions'):
         t = pd.read_csv(res / f'{table}.csv')
-        assert set(t.dataset) == {'cifar100'} and set(t.model) == {'bp_cnn', 'ep_cnn', 'adv_cnn_e0.5', 'vit'}, table
+        assert set(t.dataset) == {'cifar100'} and set(t.model) == {'bp_cnn', 'ep_cnn', 'ep_cnn_bptt', 'adv_cnn_e0.5', 'vit'}, table
     assert (pd.read_csv(res / 'corruptions.csv').source == 'regenerated').all()
     for f in ('fig3_robustness_cifar100.png', 'corruptions_severity_cifar100.png', 'corruptions_heatmap_cifar100.png', 'README.md'):
         assert (out / 'figures' / 'tiny' / f).exists(), f

@@ -16,13 +16,14 @@ def test_papermill_train_stage_caches(tmp_path, data_root, shared_cache):
         return time.time() - t0
     first = run()
     clean = pd.read_csv(out / 'results' / 'clean_accuracy.csv')
-    assert list(clean.model) == ['bp_cnn', 'ep_cnn', 'adv_cnn_e0.5', 'vit'] and not clean.cached.any()
+    assert list(clean.model) == ['bp_cnn', 'ep_cnn', 'ep_cnn_bptt', 'adv_cnn_e0.5', 'vit'] and not clean.cached.any()
     assert clean.clean_acc.between(0, 1).all() and (clean.n_test == 256).all()
     metrics = pd.read_csv(out / 'results' / 'train_metrics.csv')
     assert list(metrics[metrics.model == 'bp_cnn'].epoch) == [1, 2, 3] and list(metrics[metrics.model == 'ep_cnn'].epoch) == [1, 2]
-    free = pd.read_csv(out / 'results' / 'free_phase_accuracy.csv'); assert list(free.step) == list(range(1, 31))
+    free = pd.read_csv(out / 'results' / 'free_phase_accuracy.csv')   # Fig. 1b's rows: the EP-CNN's and its twin's
+    assert all(list(free[free.model == m].step) == list(range(1, 31)) for m in ('ep_cnn', 'ep_cnn_bptt'))
     second = run()
     clean2 = pd.read_csv(out / 'results' / 'clean_accuracy.csv')
-    assert len(clean2) == 4 and clean2.cached.all()                        # the checkpoints were reused, the rows replaced
+    assert len(clean2) == 5 and clean2.cached.all()                        # the checkpoints were reused, the rows replaced
     assert list(clean2.clean_acc) == list(clean.clean_acc)
     print(f'\ntrain stage (tiny): first run {first:.1f}s, cached rerun {second:.1f}s')
