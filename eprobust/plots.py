@@ -204,16 +204,18 @@ def load_reference(experiment: str | None = None, dataset: str = 'CIFAR-10') -> 
 
 # %% ../nbs/06_figures.ipynb #ee1395ef
 def plot_free_phase_accuracy(free: pd.DataFrame, reference: pd.DataFrame | None = None) -> plt.Figure:
-    "EP-CNN test accuracy vs free-phase step; the paper's curve dashed when `reference` is given."
+    "EP-CNN (and BPTT twin) test accuracy vs free-phase step, one line per model; the paper's curve dashed when `reference` is given."
     set_style(); fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    sns.lineplot(free, x='step', y='acc', errorbar=('ci', 95), marker='o', markersize=3, ax=ax,
-                 label=f"ours ({', '.join(sorted(free['preset'].unique()))}, {free['seed'].nunique()} seed(s), T_free={int(free['T_free'].max())})")
+    d = _label(free)
+    d = d.assign(Model=[f"ours: {m} ({d['seed'].nunique()} seed(s), T_free={int(d['T_free'].max())})" for m in d['Model']])
+    sns.lineplot(d, x='step', y='acc', hue='Model', palette=dict(zip(d['Model'], map(model_color, d['model']))), errorbar=('ci', 95),
+                 marker='o', markersize=3, ax=ax)
     if reference is not None and len(reference):
         ref = reference.groupby('free_steps')['accuracy'].mean().reset_index()
         ref = ref[ref.free_steps <= max(60, free['step'].max())]
         ax.plot(ref.free_steps, ref.accuracy, '--', color='k', label='paper (mean of 5 seeds)')
-    ax.set(xlabel='free-phase steps from zero', ylabel='test accuracy', ylim=(0, 1), title='EP-CNN: accuracy along the free phase (Fig. 1b)')
-    ax.legend(loc='lower right'); fig.tight_layout()
+    ax.set(xlabel='free-phase steps from zero', ylabel='test accuracy', ylim=(0, 1), title='EP-CNNs: accuracy along the free phase (Fig. 1b)')
+    ax.legend(loc='lower right', fontsize=8); fig.tight_layout()
     return _stamp(fig, free)
 
 register_figure('fig1b_free_phase_accuracy', lambda t: plot_free_phase_accuracy(t['free_phase_accuracy'], load_reference('free_phase_accuracy')),
