@@ -521,7 +521,7 @@ register_figure('relaxation_length', lambda t: plot_relaxation(t['relaxation']),
 register_figure('table_controlled', lambda t: controlled_table(t['trajectory']), ['trajectory'],
                 'Table: each model at the end of training, robust accuracy with a 95 % interval')
 register_figure('table_contrasts', lambda t: contrasts_table(t['trajectory']), ['trajectory'],
-                'Table: EP-CNN minus its twin and minus the BP-CNN, same images, exact McNemar p per seed')
+                'Table: EP-CNN minus its twin and minus the BP-CNN, the twin minus the BP-CNN, same images, exact McNemar p per seed')
 register_figure('table_matched_accuracy', lambda t: matched_accuracy_table(t['trajectory']), ['trajectory'],
                 'Table: robust accuracy at matched clean accuracy (interpolated along training), with 95 % intervals')
 
@@ -697,7 +697,7 @@ def _with_interval(t: pd.DataFrame, col: str) -> pd.DataFrame:
     return t.assign(eps=[f'{e:.4g}' for e in t['eps']], **pct)
 
 COMPARE_TABLES = (('table_controlled', 'robust_acc', 'Each model at the end of training'),
-                  ('table_contrasts', 'diff', 'The EP-CNN against its twin and the BP-CNN, on the same images'),
+                  ('table_contrasts', 'diff', 'The EP-CNN against its twin and the BP-CNN, and the twin against the BP-CNN, on the same images'),
                   ('table_matched_accuracy', 'robust_acc', 'At matched clean accuracy (robust accuracy where training passes each clean accuracy)'))
 
 def _compare_lines(tables: dict) -> list[str]:
@@ -707,6 +707,13 @@ def _compare_lines(tables: dict) -> list[str]:
     for k, col, title in parts:
         lines += [f'### {title}', '', _with_interval(tables[k], col).to_markdown(index=False), '']
     return lines
+
+def _kept_times(path: Path) -> list[str]:
+    "The last `eprobust reproduce` run's time section of the README at `path` (`record_times`): a figures-only rerun keeps it."
+    from eprobust.pipeline import TIMES_BEGIN, TIMES_END
+    old = path.read_text() if path.exists() else ''
+    if TIMES_BEGIN not in old or TIMES_END not in old: return []
+    return ['', old[old.index(TIMES_BEGIN):old.index(TIMES_END) + len(TIMES_END)]]
 
 def write_index(dest: Path, preset: str, clean: pd.DataFrame, drawn: Drawn) -> Path:
     "`README.md` beside the figures: each figure shown with its caption, the tables, what is not drawn yet, the headline numbers."
@@ -724,6 +731,7 @@ def write_index(dest: Path, preset: str, clean: pd.DataFrame, drawn: Drawn) -> P
         lines += _corruption_lines(t['table_corruptions'])
     lines += _compare_lines(t)
     path = dest / 'README.md'
+    lines += _kept_times(path)
     with atomic_write(path) as tmp:
         tmp.write_text('\n'.join(lines).rstrip('\n') + '\n')
     return path
