@@ -47,7 +47,8 @@ _T_POINTS = (AttackSpec(norm='L2', eps=(0.3085,), **_PGD), AttackSpec(norm='Linf
 COMPARE_PLANS = {
     'tiny': ComparePlan(attacks=(replace(_POINTS[0], steps=3), replace(_POINTS[1], steps=3, eps=(0.01,))), n_last=48, n_along=32,
                         T_scales=(0.5, 1, 2), T_attacks=(replace(_T_POINTS[0], steps=3),), T_n=32),
-    # cpu: ~1.5 min per EP-CNN point of training (1,000 images at the last, 500 before), the sweep ~3 min per model
+    # cpu: ~20 s per EP-CNN point of training on 2 cores (45 s for the last, on 1,000 images), the relaxation sweep ~2 min per model;
+    # the whole stage 15.4 min (issue 17)
     'cpu': ComparePlan(attacks=_POINTS, T_attacks=_T_POINTS),
     # study: three seeds of the cpu models; the relaxation sweep stays with the cpu preset's seed
     'study': ComparePlan(models=('bp_cnn', 'ep_cnn', 'ep_cnn_bptt'), attacks=_POINTS, T_models=()),
