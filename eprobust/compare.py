@@ -90,25 +90,27 @@ def _at(cfg, r, path):
     m.load_state_dict(load_checkpoint(path, r.key)['model'])
     return m
 
-def _say(name: str, ids: dict, where: str, rows: list[dict]):
-    accs = ', '.join(f"{o['norm']} {o['eps']:.4g} → {o['robust_acc']:.3f}" for o in rows)
-    tqdm.write(f"{name} s{ids['seed']} {where}: clean {rows[0]['clean_acc']:.3f}, {accs} (n {rows[0]['n']}, {sum(o['seconds'] for o in rows):.0f}s)")
+def _record(table, rows: list[dict], name: str, ids: dict, where: str, progress: bool) -> list[dict]:
+    "Append one point's new rows to `table` (after every point: an interrupted stage loses at most one) and say them; returns them."
+    if not rows: return rows
+    append_rows(table, rows, ['unit'])
+    if progress:
+        accs = ', '.join(f"{o['norm']} {o['eps']:.4g} → {o['robust_acc']:.3f}" for o in rows)
+        tqdm.write(f"{name} s{ids['seed']} {where}: clean {rows[0]['clean_acc']:.3f}, {accs} (n {rows[0]['n']}, {sum(o['seconds'] for o in rows):.0f}s)")
+    return rows
 
 def along_training(st, plan: ComparePlan, name, cfg, r, ids, progress: bool = False) -> list[dict]:
     "Attack every kept point of `name`'s training (`plan.n_along` images; the last `plan.n_last`); append `results/trajectory.csv`."
     table, new = st.paths.results / 'trajectory.csv', []
     done, (x, y) = done_units(table), st.test
-    pts = _points(cfg, r)
+    pts, data = _points(cfg, r), {}
     for k, (epoch, path) in enumerate(tqdm(pts, desc=f'{name} s{ids["seed"]} points of training', disable=not progress, leave=False)):
         n = min(plan.n_last if k == len(pts) - 1 else plan.n_along, len(y))
-        model, rows = _at(cfg, r, path), []
-        for spec in plan.attacks:
-            rows += measure_point(model, (to_float(x[:n]), y[:n]), spec, ids, dict(epoch=epoch, last=k == len(pts) - 1),
-                                  done, derive_seed(ids['seed'], 'compare'))
-        if rows:
-            append_rows(table, rows, ['unit'])       # after every point: an interrupted stage loses at most one
-            if progress: _say(name, ids, f'epoch {epoch:.3g}', rows)
-        new += rows
+        data.setdefault(n, (to_float(x[:n]), y[:n]))
+        model = _at(cfg, r, path)
+        rows = [row for spec in plan.attacks for row in measure_point(model, data[n], spec, ids, dict(epoch=epoch, last=k == len(pts) - 1),
+                                                                      done, derive_seed(ids['seed'], 'compare'))]
+        new += _record(table, rows, name, ids, f'epoch {epoch:.3g}', progress)
     return new
 
 def along_relaxation(st, plan: ComparePlan, name, cfg, r, ids, progress: bool = False) -> list[dict]:
@@ -116,17 +118,13 @@ def along_relaxation(st, plan: ComparePlan, name, cfg, r, ids, progress: bool = 
     table, new = st.paths.results / 'relaxation.csv', []
     done, (x, y) = done_units(table), st.test
     n = min(plan.T_n, len(y))
+    data = (to_float(x[:n]), y[:n])
     for scale in plan.T_scales:
         model = copy.deepcopy(r.model)
         model.T_free = max(1, round(scale * cfg.ep.T_free))
-        rows = []
-        for spec in plan.T_attacks:
-            rows += measure_point(model, (to_float(x[:n]), y[:n]), spec, ids,
-                                  dict(T1=model.T_free, T_train=cfg.ep.T_free, scale=float(scale)), done, derive_seed(ids['seed'], 'compare'))
-        if rows:
-            append_rows(table, rows, ['unit'])
-            if progress: _say(name, ids, f'T1 {model.T_free}', rows)
-        new += rows
+        where = dict(T1=model.T_free, T_train=cfg.ep.T_free, scale=float(scale))
+        rows = [row for spec in plan.T_attacks for row in measure_point(model, data, spec, ids, where, done, derive_seed(ids['seed'], 'compare'))]
+        new += _record(table, rows, name, ids, f'T1 {model.T_free}', progress)
     return new
 
 def compare_stage(args: StageArgs | None = None, plan: ComparePlan | None = None, **kw) -> tuple[pd.DataFrame, pd.DataFrame]:

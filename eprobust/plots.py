@@ -82,11 +82,14 @@ class Source:
 
 def current_rows(df: pd.DataFrame, preset) -> pd.DataFrame:
     "Rows of `preset` made by its current configs: tables keep rows of superseded configs, figures do not."
-    from eprobust.train import stage_configs, model_key
     p = get_preset(preset)
     df = df[df.preset == p.name]
-    keep = {(d, m, model_key(c, s)) for d in df['dataset'].unique() for m, c in stage_configs(p, dataset=d).items()
-            for s in df['seed'].unique()}
+    return _of_configs(df, p, df['seed'].unique())
+
+def _of_configs(df: pd.DataFrame, p, seeds) -> pd.DataFrame:
+    "Rows of `df` measured on the current config of one of preset `p`'s models with one of `seeds`."
+    from eprobust.train import stage_configs, model_key
+    keep = {(d, m, model_key(c, s)) for d in df['dataset'].unique() for m, c in stage_configs(p, dataset=d).items() for s in seeds}
     return df[[k in keep for k in zip(df['dataset'], df['model'], df['config_hash'])]]
 
 def _rows(path: Path, p) -> pd.DataFrame | None:
@@ -96,10 +99,7 @@ def _rows(path: Path, p) -> pd.DataFrame | None:
 
 def _measured(path: Path, p) -> pd.DataFrame | None:
     "Rows measured on the preset's current models and seeds, by whichever preset's run (the compare stage's keys hold no preset), or None."
-    from eprobust.train import stage_configs, model_key
-    t = read_table(path)
-    keep = {(d, m, model_key(c, s)) for d in t['dataset'].unique() for m, c in stage_configs(p, dataset=d).items() for s in p.seeds}
-    rows = t[[k in keep for k in zip(t['dataset'], t['model'], t['config_hash'])]]
+    rows = _of_configs(read_table(path), p, p.seeds)
     return rows if len(rows) else None
 
 def _examples(path: Path, p) -> dict | None:
