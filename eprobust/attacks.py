@@ -22,19 +22,22 @@ from tqdm.auto import tqdm
 from .core import get_preset, lookup, parse_list, parse_number, config_hash, fingerprint, derive_seed, seed_everything
 from .core import append_rows, update_table, read_table, measured_elsewhere, rows_of, done_units, file_lock, save_checkpoint, load_checkpoint, CheckpointError
 from .data import to_float
-from .core import PRECISIONS, pack_hits
-from .ep import EPCNN, SOLVERS, relax, input_drive, _sweep, _Net
-from .train import StageArgs, Stage, open_stage, predict
+from .core import PRECISIONS, pack_hits, seed_interval
+from .ep import EPCNN, SOLVERS, relax, input_drive, ep_input_gradient, _sweep, _Net
+from .train import StageArgs, Stage, open_stage, predict, distilled_student
 
 # %% auto #0
-__all__ = ['GRADS', 'ADJOINT', 'NORMS', 'MODES', 'EPS_GRIDS', 'ATTACKS', 'ATTACK_PLANS', 'FIG2', 'SLOT', 'EPClassifier',
-           'as_classifier', 'adjoint_summary', 'parse_eps', 'parse_T_attack', 'parse_grads', 'AttackDef', 'project',
-           'check_attack', 'perturbation_norm', 'AttackSpec', 'make_attack', 'attack_model', 'AttackArgs',
+__all__ = ['GRADS', 'ADJOINT', 'EP_NATIVE', 'FIXED_POINT_TOL', 'NORMS', 'MODES', 'EPS_GRIDS', 'ATTACKS', 'HEADLINE', 'LARGE_EPS',
+           'TRANSFER_FROM', 'ATTACK_PLANS', 'ADAPTIVE_PLANS', 'FIG2', 'SLOT', 'EPClassifier', 'as_classifier',
+           'adjoint_summary', 'parse_eps', 'parse_T_attack', 'parse_grads', 'AttackDef', 'project', 'check_attack',
+           'perturbation_norm', 'AttackSpec', 'make_attack', 'attack_model', 'adaptive_plan', 'AttackArgs',
            'attack_plan', 'unit_hash', 'Unit', 'attack_stage']
 
 # %% ../nbs/04_attacks.ipynb #e9f76d32
-GRADS = ('unrolled', 'full', 'implicit')
+GRADS = ('unrolled', 'full', 'implicit', 'ep')
 ADJOINT = dict(iters=100, tol=1e-4, damping=0.5)   # the implicit gradient's adjoint solve: iteration cap, relative tolerance, damping
+EP_NATIVE = dict(beta=0.05, T_nudge=None)          # the EP-native gradient's nudge: β (small: the estimate is of the β → 0 limit) and steps (None: T1)
+FIXED_POINT_TOL = 1e-3   # the implicit gradient is the gradient only at a fixed point: max |s − f(s)| per batch beyond this is flagged
 
 def _sync_step(model: EPCNN, xn: torch.Tensor, s: list[torch.Tensor]) -> list[torch.Tensor]:
     "One synchronous step s ← σ(∂Φ/∂s) at β = 0, differentiable in `xn` and `s` (fixed points are the same for every solver)."
@@ -77,6 +80,20 @@ class _ImplicitLogits(torch.autograd.Function):
             ctx.stats.append(dict(adjoint_iters=it, adjoint_residual=r))   # into the caller's collector: this backward's solve
         return gx, None, None, None, None
 
+class _EPNativeLogits(torch.autograd.Function):
+    "Readout logits of the free state s*; backward asks the network itself: nudge toward the attack loss, read the first layer (`ep_input_gradient`)."
+    @staticmethod
+    def forward(ctx, xn, model, s_star, params):
+        ctx.model, ctx.s_star, ctx.params = model, [t.detach() for t in s_star], params
+        ctx.save_for_backward(xn)
+        return model.logits(s_star)
+
+    @staticmethod
+    def backward(ctx, g_out):
+        (xn,) = ctx.saved_tensors
+        m, p = ctx.model, ctx.params
+        return ep_input_gradient(m, xn.detach(), ctx.s_star, g_out, p['beta'], p['T_nudge'] or m.T_free), None, None, None
+
 # %% ../nbs/04_attacks.ipynb #2cc7b866
 class EPClassifier(nn.Module):
     "An EP-CNN as a torchattacks model: [0,1] images → logits of its full free phase; attack gradients by `grad`."
@@ -93,6 +110,7 @@ class EPClassifier(nn.Module):
             lookup(ADJOINT, k, 'adjoint setting')
         self.model, self.grad, self.T_attack = model, grad, int(T_attack)
         self.adjoint = {**ADJOINT, **(adjoint or {})}
+        self.ep_native = dict(EP_NATIVE)
         # the caller's collector (a list it owns): each implicit backward appends its adjoint iterations and residual;
         # the classifier itself keeps nothing from one call to the next
         self.stats = stats
@@ -110,6 +128,13 @@ class EPClassifier(nn.Module):
             s = list(checkpoint(chunk(min(k, T - t)), drive, *s, use_reentrant=False))
         return s
 
+    def _record_residual(self, xn, s):
+        "Into the caller's collector: how far the free state is from a fixed point, max |f(s) − s| of one synchronous step (a host sync)."
+        if self.stats is not None:
+            with torch.no_grad():
+                r = max((a - b).abs().amax() for a, b in zip(_sync_step(self.model, xn, s), s)).item()
+            self.stats.append(dict(forward_residual=r))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
         xn = m.norm(x)
@@ -121,7 +146,10 @@ class EPClassifier(nn.Module):
         if not tracked:
             return m.logits(s_star)
         if self.grad == 'implicit':
+            self._record_residual(xn, s_star)
             return _ImplicitLogits.apply(xn, m, s_star, self.adjoint, self.stats)
+        if self.grad == 'ep':
+            return _EPNativeLogits.apply(xn, m, s_star, self.ep_native)
         z = m.logits(self._relax(xn, self.T_attack))        # unrolled: gradient of T_attack steps, value of T1
         if not z.requires_grad:
             z = z + 0. * xn.sum()                            # the input has not reached the readout yet: zero gradient
@@ -135,15 +163,19 @@ def as_classifier(model: nn.Module, grad: str = 'unrolled', T_attack: int = 70, 
 
 def _precision(spec, grad: str) -> str | None:
     "The precision the EP gradient `grad` runs at under `spec`: only the unrolled and full gradients have a bf16 path."
-    return spec.precision if grad in ('unrolled', 'full') and spec.precision not in (None, 'float32') else None
+    bf16_path = grad in ('unrolled', 'full') or grad.startswith('bpda:')   # a surrogate's gradient: its full one, or backprop
+    return spec.precision if bf16_path and spec.precision not in (None, 'float32') else None
 
 def adjoint_summary(stats: list[dict]) -> dict:
     "The adjoint solves of some implicit backwards, for a result row: how many, mean and max iterations, max relative residual."
+    fwd = [s['forward_residual'] for s in stats if 'forward_residual' in s]
+    out = dict(forward_residual_max=max(fwd), fixed_point=max(fwd) <= FIXED_POINT_TOL) if fwd else {}
+    stats = [s for s in stats if 'adjoint_iters' in s]
     if not stats:
-        return {}
+        return out
     it, r = [s['adjoint_iters'] for s in stats], [s['adjoint_residual'] for s in stats]
     r_max = max((v for v in r if not math.isnan(v)), default=float('nan'))   # nan: no solve ran long enough to check
-    return dict(adjoint_calls=len(stats), adjoint_iters_mean=float(np.mean(it)), adjoint_iters_max=int(max(it)), adjoint_residual_max=r_max)
+    return dict(**out, adjoint_calls=len(stats), adjoint_iters_mean=float(np.mean(it)), adjoint_iters_max=int(max(it)), adjoint_residual_max=r_max)
 
 # %% ../nbs/04_attacks.ipynb #45be7e40
 NORMS = {'L2': 2., 'Linf': math.inf}      # threat model -> p of its ℓp ball
@@ -231,6 +263,24 @@ def _square(clf, norm, eps, p, seed, n_classes):
     "Square (score-based: queries values only, clipped to [0,1])."
     return torchattacks.Square(clf, norm=norm, eps=eps, n_queries=p['queries'], n_restarts=p['restarts'], p_init=p['p_init'], seed=seed)
 
+class _BPDA(nn.Module):
+    "Values of `target`, input gradients of `surrogate` (BPDA, Athalye et al. 2018): a transfer attack that still reads the target's loss."
+    def __init__(self, target: nn.Module, surrogate: nn.Module):
+        super().__init__()
+        self.target, self.surrogate = target, surrogate
+    def forward(self, x):
+        with torch.no_grad():
+            z = self.target(x)
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return z
+        zs = self.surrogate(x)
+        return z + (zs - zs.detach())
+
+def _apgd(loss):
+    "APGD (Croce & Hein 2020) with `loss` 'ce' or 'dlr': true labels, [0,1] clip, step size adapted per image, restarts."
+    return lambda clf, norm, eps, p, seed, nc: torchattacks.APGD(clf, norm=norm, eps=eps, steps=p['iters'], n_restarts=p['restarts'],
+                                                                  loss=loss, rho=p['rho'], seed=seed)
+
 def _targeted(atk, p, n_classes):
     atk.n_target_classes = min(p['targets'], n_classes - 1)
     return atk
@@ -254,6 +304,10 @@ ATTACKS = {
     'cw': AttackDef(_cw, 'C&W', dict(c=1.0, kappa=0., steps=100, lr=0.01), norms=('L2',), per_eps=False),
     'square': AttackDef(_square, 'Square', dict(queries=1000, restarts=1, p_init=0.8), spec_params=('queries',),
                         norms=('Linf', 'L2'), ep_grads=()),
+    'apgd-ce': AttackDef(_apgd('ce'), 'APGD-CE', dict(iters=100, restarts=1, rho=0.75), norms=('Linf', 'L2')),
+    'apgd-dlr': AttackDef(_apgd('dlr'), 'APGD-DLR', dict(iters=100, restarts=1, rho=0.75), norms=('Linf', 'L2')),
+    'apgd-t': AttackDef(lambda clf, norm, eps, p, seed, nc: _AA_PARTS['apgd-t'](clf, norm, eps, p, seed, nc), 'APGD-T',
+                        dict(iters=100, restarts=1, targets=9), norms=('Linf', 'L2')),
     'autoattack': AttackDef(_autoattack, 'AutoAttack', dict(parts=('apgd-ce', 'apgd-t', 'fab-t', 'square'), iters=100, restarts=1,
                                                             targets=9, square_queries=5000), norms=('Linf', 'L2')),
 }
@@ -290,12 +344,17 @@ class AttackSpec:
     options: tuple = ()              # (name, value) pairs overriding the registry's params, e.g. (('iters', 10),) for AutoAttack
     batch_size: int = 200            # images per attack call (random starts and restarts are seeded per batch)
     precision: str | None = None     # 'bf16': the unrolled and full EP gradients computed in bf16 (None: float32)
+    surrogates: tuple = ()           # transfer (BPDA): models of the preset (or 'student', the target's distilled student) whose
+                                     # input gradients replace the target's; the target's own gradients are not used
 
     def __post_init__(self):
         put = lambda k, v: object.__setattr__(self, k, v)
         d = check_attack(self.attack, self.norm, self.mode)
         put('eps', parse_eps(self.eps) or EPS_GRIDS[self.norm])
         put('grads', parse_grads(self.grads) or ())
+        put('surrogates', parse_list(self.surrogates, str, 'surrogates', 'bp_cnn,student') or ())
+        if self.surrogates and not d.ep_grads:
+            raise ValueError(f"{d.label} uses no gradients: a surrogate's would change nothing")
         put('T_attack', parse_T_attack(self.T_attack) or ())
         for k in ('steps', 'queries', 'batch_size'):
             put(k, _count(getattr(self, k), k))
@@ -328,6 +387,8 @@ def make_attack(clf: nn.Module, spec: AttackSpec, eps: float, seed: int = 0, n_c
 # %% ../nbs/04_attacks.ipynb #f9d0d15e
 def _ep_variants(model, spec: AttackSpec) -> list[tuple]:
     "(grad, T_attack) pairs to run on `model`: one ('backprop', None) for non-EP models, ('none', None) for a gradient-free attack."
+    if spec.surrogates:
+        return [(f'bpda:{s}', None) for s in spec.surrogates]
     if not isinstance(model, EPCNN):
         return [('backprop', None)]
     d = spec.definition
@@ -360,14 +421,33 @@ def _run_eps(clf, atk, x, labels, y, spec: AttackSpec, seed: int, e: float, prog
             first = (adv, pred)
     return torch.cat(correct), torch.cat(norms), first
 
+def _cosine_to_full(model: EPCNN, clf: nn.Module, x, y, n: int = 100) -> dict:
+    "Per-image cosine of `clf`'s input gradient of the cross-entropy with the full gradient's (float32), on the first `n` images: mean, 95% t interval."
+    def grad_of(c):
+        xg = x[:n].clone().requires_grad_()
+        with torch.enable_grad():
+            return torch.autograd.grad(F.cross_entropy(c(xg), y[:n], reduction='sum'), xg)[0].flatten(1)
+    cos = F.cosine_similarity(grad_of(clf), grad_of(as_classifier(model, 'full'))).cpu().numpy()
+    lo, hi = seed_interval(cos)
+    return dict(cos_full=float(cos.mean()), cos_full_lo=lo, cos_full_hi=hi)
+
 def attack_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec, grad: str = 'unrolled', T_attack: int | None = None,
-                 seed: int = 0, keep: int = 0, progress: bool = False) -> list[dict]:
-    "Robust accuracy of `model` on [0,1] images `x` (true labels `y`) under `spec`, one dict per ε (plus `examples` if `keep`)."
+                 seed: int = 0, keep: int = 0, progress: bool = False, surrogate: nn.Module | None = None) -> list[dict]:
+    """Robust accuracy of `model` on [0,1] images `x` (true labels `y`) under `spec`, one dict per ε (plus `examples` if `keep`).
+    `surrogate`: attack with its input gradients instead (grad 'bpda:<name>'). EP-CNN rows attacked with another gradient
+    than the full one carry its cosine with the full gradient on the clean images (`cos_full`)."""
     d, dev, stats = spec.definition, next(model.parameters()).device, []   # stats: this call's adjoint solves, one per implicit backward
-    clf = as_classifier(model, grad if grad in GRADS else 'full', 70 if T_attack is None else T_attack, stats,   # 'none': values only
-                        _precision(spec, grad))
+    clf = as_classifier(model, grad if grad in GRADS else 'full', 70 if T_attack is None else T_attack, stats,   # 'none', 'bpda:…': values only
+                        _precision(spec, grad) if surrogate is None else None)
     x, y = x.to(dev), y.to(dev)
     clean_pred = predict(clf, x, spec.batch_size).to(dev)
+    extra = {}
+    if surrogate is not None:
+        sur = as_classifier(surrogate, 'full', precision=_precision(spec, grad))
+        extra['surrogate_agreement'] = (predict(sur, x, spec.batch_size).to(dev) == clean_pred).float().mean().item()
+        clf = _BPDA(clf, sur).eval()
+    if isinstance(model, EPCNN) and d.ep_grads and grad != 'full':
+        extra.update(_cosine_to_full(model, clf, x, y))
     labels = clean_pred if _labels_of(spec) == 'predicted' else y
     clean_ok = clean_pred == y
     with torch.no_grad():
@@ -378,7 +458,7 @@ def attack_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: Attac
         atk = make_attack(clf, spec, e, seed, n_classes)
         correct, dn, (adv, pred) = _run_eps(clf, atk, x, labels, y, spec, seed, e, progress)
         common = dict(clean_acc=clean_ok.float().mean().item(), n=len(y), max_norm=dn.max().item(), seconds=time.time() - t0,
-                      clean_hits=pack_hits(clean_ok.cpu()), **adjoint_summary(stats[mark:]))   # hits: per image, for paired tests
+                      clean_hits=pack_hits(clean_ok.cpu()), **extra, **adjoint_summary(stats[mark:]))   # hits: per image, for paired tests
         if keep:
             common['examples'] = dict(clean=x[:keep].cpu(), adv=adv[:keep].cpu(), y=y[:keep].cpu(), pred_clean=clean_pred[:keep].cpu(),
                                       pred_adv=pred[:keep].cpu())
@@ -390,24 +470,42 @@ def attack_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: Attac
 
 # %% ../nbs/04_attacks.ipynb #00f5fd1b
 _L2_CORE, _LINF_CORE = (0.1242, 0.3085, 1.0, 3.0), (0.001, 0.01, 8 / 255)
+HEADLINE = {'L2': (0.3085,), 'Linf': (0.01, 8 / 255)}   # issue 18's points: the paper's L2 0.31 and its AutoAttack ε
+LARGE_EPS = {'L2': 3.0, 'Linf': 0.1}                     # where robust accuracy must reach about 0 (a masking check)
+TRANSFER_FROM = ('bp_cnn', 'ep_cnn_bptt', 'ep_cnn', 'student')   # surrogates of the transfer attacks, where the preset has them
+
+def adaptive_plan(n: int | None, n_small: int | None, precision: str | None = None, options: tuple = (), aa_options: tuple = (),
+                  queries: int = 1000) -> list[AttackSpec]:
+    """Issue 18's adaptive evaluation at the `HEADLINE` ε, every attack with true labels and the [0,1] clip: standard PGD and
+    APGD-CE/DLR through the full dynamics on `n` images (PGD also at `LARGE_EPS`), the EP-native gradient and transfers on EP-CNNs;
+    the implicit gradient, Square and standard AutoAttack on `n_small`. `options`: APGD's, `aa_options`: AutoAttack's."""
+    out = []
+    for norm, eps in HEADLINE.items():
+        kw = dict(mode='standard', n=n, precision=precision)
+        out += [AttackSpec('pgd', norm, (*eps, LARGE_EPS[norm]), grads=('full',), **kw),
+                AttackSpec('apgd-ce', norm, eps, grads=('full',), options=options, **kw),
+                AttackSpec('apgd-dlr', norm, eps, grads=('full',), options=options, **kw),
+                AttackSpec('pgd', norm, eps, grads=('ep',), ep_only=True, mode='standard', n=n),
+                AttackSpec('pgd', norm, eps, surrogates=TRANSFER_FROM, ep_only=True, **kw),
+                AttackSpec('pgd', norm, eps, grads=('implicit',), ep_only=True, mode='standard', n=n_small),
+                AttackSpec('square', norm, eps, n=n_small, queries=queries)]
+    return out + [AttackSpec('autoattack', 'Linf', HEADLINE['Linf'], grads=('full',), n=n_small, precision=precision, options=aa_options)]
+
 ATTACK_PLANS = {
     # tests: a few images, every attack once
     'tiny': [AttackSpec('pgd', 'L2', (0.3085, 1.0, 3.0), steps=5, grads=GRADS, T_attack=(4,), n=64),
              AttackSpec('pgd', 'Linf', (0.01, 8 / 255), steps=5, grads=GRADS, T_attack=(4,), n=64),
-             AttackSpec('pgd', 'L2', (1.0,), steps=5, T_attack=(1, 2, 4, 8), n=64, ep_only=True),
-             AttackSpec('square', 'Linf', (8 / 255,), n=16, queries=50),
-             AttackSpec('autoattack', 'Linf', (8 / 255,), n=8)],
+             AttackSpec('pgd', 'L2', (1.0,), steps=5, T_attack=(1, 2, 4, 8), n=64, ep_only=True)],
     # cpu (budget: the whole cpu pipeline < 60 min on 2 cores): a coarser ε grid on the first 200 images with the
     # unrolled (T_attack 4 of T1 12) and full gradients; the implicit gradient at the ε the issue reports on 50 images;
-    # the T_attack sweep (T 12 is `full`) for the obfuscation check; Square (L∞ 0.01) and AutoAttack (L∞ 8/255) on 32
-    # (the unrolled and full gradients in bf16: 1.9× the images per second of float32 at the same strength, bench_attacks.py)
+    # the T_attack sweep (T 12 is `full`) for the obfuscation check
+    # (the unrolled and full gradients in bf16: 1.9× the images per second of float32 at the same strength, bench_attacks.py);
+    # Square and AutoAttack are the adaptive stage's (`ADAPTIVE_PLANS`), on 200 images
     'cpu': [AttackSpec('pgd', 'L2', _L2_CORE, grads=('unrolled', 'full'), T_attack=(4,), n=200, precision='bf16'),
             AttackSpec('pgd', 'Linf', _LINF_CORE, grads=('unrolled', 'full'), T_attack=(4,), n=200, precision='bf16'),
             AttackSpec('pgd', 'L2', (0.3085, 1.0), grads=('implicit',), n=50, ep_only=True),
             AttackSpec('pgd', 'Linf', (0.01, 8 / 255), grads=('implicit',), n=50, ep_only=True),
-            AttackSpec('pgd', 'L2', (1.0,), T_attack=(1, 2, 4, 8), n=200, ep_only=True, precision='bf16'),
-            AttackSpec('square', 'Linf', (0.01,), n=32),
-            AttackSpec('autoattack', 'Linf', (8 / 255,), grads=('unrolled',), T_attack=(4,), n=32)],
+            AttackSpec('pgd', 'L2', (1.0,), T_attack=(1, 2, 4, 8), n=200, ep_only=True, precision='bf16')],
     # paper: its grids, all 10,000 images for PGD, the first 200 for Square and AutoAttack
     'paper': [AttackSpec('pgd', 'L2', EPS_GRIDS['L2'], grads=GRADS, T_attack=(70,)),
               AttackSpec('pgd', 'Linf', EPS_GRIDS['Linf'], grads=GRADS, T_attack=(70,)),
@@ -415,6 +513,11 @@ ATTACK_PLANS = {
               AttackSpec('square', 'Linf', EPS_GRIDS['Linf'], n=200),
               AttackSpec('autoattack', 'Linf', EPS_GRIDS['Linf'], n=200)],
 }
+# the adaptive stage's (`09_adaptive`): issue 18's sample sizes at cpu scale, 1,000 images for PGD and APGD and 200 for the
+# rest (46 min on 2 cores: a stage of its own, so that the cpu pipeline stays within the hour); tiny: every attack once
+ADAPTIVE_PLANS = {'tiny': adaptive_plan(16, 8, options=(('iters', 5),), aa_options=(('iters', 5), ('square_queries', 50)), queries=50),
+                  'cpu': adaptive_plan(1000, 200, precision='bf16'),
+                  'paper': adaptive_plan(None, 200)}
 
 @dataclass(frozen=True)
 class AttackArgs:
@@ -460,7 +563,7 @@ class AttackArgs:
 
     def _override(self, s: AttackSpec) -> AttackSpec:
         steps = self.steps if self.steps is not None and 'steps' in s.definition.spec_params else s.steps   # AutoAttack keeps its own
-        return replace(s, mode=self.mode or 'paper', n=self.n_examples or s.n, steps=steps)
+        return replace(s, mode=self.mode or s.mode, n=self.n_examples or s.n, steps=steps)
 
 def attack_plan(preset, args: AttackArgs | None = None, **kw) -> list[AttackSpec]:
     "The specs `args` (or `AttackArgs(**kw)`) select for `preset`: its plan, or the one setting they describe."
@@ -469,11 +572,16 @@ def attack_plan(preset, args: AttackArgs | None = None, **kw) -> list[AttackSpec
 # %% ../nbs/04_attacks.ipynb #d34ae65b
 FIG2 = ('pgd', 'L2', 3.0, 6)   # Fig. 2: the first 6 images under L2 PGD at ε = 3, for every model
 
-def unit_hash(spec: AttackSpec, eps: float, grad: str, T_attack: int | None, ids: dict, images: str) -> str:
-    "The key of one result: the attack's full definition at `eps`, the EP gradient, the model (config, training data) and the images."
+def unit_hash(spec: AttackSpec, eps: float, grad: str, T_attack: int | None, ids: dict, images: str, surrogate: dict | None = None) -> str:
+    """The key of one result: the attack's full definition at `eps`, the EP gradient, the model (config, training data) and the images;
+    for a transfer, the surrogate's ids and weights (the stage's 'done' check sees only the target's)."""
     attack = dict(attack=spec.attack, norm=spec.norm, mode=spec.mode, eps=float(eps), params=spec.params(), n=spec.n,
                   labels=_labels_of(spec), per_eps=spec.definition.per_eps, batch_size=spec.batch_size)
     gradient = dict(grad=grad, T_attack=T_attack, adjoint=ADJOINT if grad == 'implicit' else None, precision=_precision(spec, grad))
+    if grad == 'ep':     # added only where they apply, so that every older result keeps its key
+        gradient['ep'] = EP_NATIVE
+    if surrogate is not None:
+        gradient['surrogate'] = {k: surrogate[k] for k in ('model', 'config_hash', 'data', 'seed', 'weights')}
     model = {k: ids[k] for k in ('config_hash', 'data', 'seed')}
     return config_hash(attack, gradient, model, images, n=16)
 
@@ -489,10 +597,24 @@ class Unit:
     x: torch.Tensor                  # the first spec.n test images in [0,1], and their labels
     y: torch.Tensor
     keys: dict                       # ε -> unit hash
+    surrogate: tuple | None = None   # a transfer's (model, ids)
+
+def _surrogate(st: Stage, pool: dict, grad: str, name: str, ids: dict):
+    "The (model, ids) whose gradients the transfer `grad` ('bpda:<model>' or 'bpda:student') uses on model `name`; None: none to use."
+    s = grad.split(':', 1)[1]
+    if s == name or (s, ids['seed']) not in pool and s != 'student':
+        return None           # no transfer from a model to itself, or from one this run does not have
+    if s == 'student':
+        if ('student:' + name, ids['seed']) not in pool:
+            pool['student:' + name, ids['seed']] = distilled_student(st, name, pool[name, ids['seed']][0], ids)
+        s = 'student:' + name
+    return pool[s, ids['seed']]
 
 def _units(st: Stage, specs: list[AttackSpec], done: set):
     "Yield a `Unit` for each model, spec and EP gradient with ε whose (unit, weights) is not in `done` (read as each unit is asked for)."
-    for name, _, r, ids in st.models():
+    models = list(st.models())
+    pool = {(name, ids['seed']): (r.model, ids) for name, _, r, ids in models}   # surrogates for transfers
+    for name, _, r, ids in models:
         for spec in specs:
             if spec.ep_only and not isinstance(r.model, EPCNN):
                 continue
@@ -500,10 +622,13 @@ def _units(st: Stage, specs: list[AttackSpec], done: set):
             spec, (x, y) = replace(spec, n=n), (st.test[0][:n], st.test[1][:n])
             images = fingerprint(x, y)
             for g, T in _ep_variants(r.model, spec):
-                keys = {e: unit_hash(spec, e, g, T, ids, images) for e in spec.eps}
+                sur = _surrogate(st, pool, g, name, ids) if g.startswith('bpda:') else None
+                if g.startswith('bpda:') and sur is None:
+                    continue
+                keys = {e: unit_hash(spec, e, g, T, ids, images, sur and sur[1]) for e in spec.eps}
                 todo = tuple(e for e in spec.eps if (keys[e], ids['weights']) not in done)
                 if todo:
-                    yield Unit(name, ids, r.model, replace(spec, eps=todo), g, T, to_float(x), y, keys)
+                    yield Unit(name, ids, r.model, replace(spec, eps=todo), g, T, to_float(x), y, keys, sur)
 
 def _rows(u: Unit, results: list[dict]) -> list[dict]:
     "`attack_model`'s results as table rows: the model's ids, the attack's settings and every parameter, the unit hash."
@@ -511,6 +636,7 @@ def _rows(u: Unit, results: list[dict]) -> list[dict]:
     return [{**u.ids, 'attack': s.attack, 'norm': s.norm, 'mode': s.mode, 'steps': s.steps, 'grad': u.grad,
              'T_attack': float('nan') if u.T_attack is None else float(u.T_attack), 'n': s.n,
              'precision': _precision(s, u.grad) or 'float32',
+             **({'surrogate_weights': u.surrogate[1]['weights']} if u.surrogate else {}),
              **{k: v for k, v in r.items() if k != 'examples'}, 'params': json.dumps(s.params()), 'unit': u.keys[r['eps']]}
             for r in results]
 
@@ -622,8 +748,9 @@ def attack_stage(args: StageArgs | None = None, plan: AttackArgs | list[AttackSp
     _upgrade(table)
     done, new = done_units(table), []
     for u in _units(st, specs, done):
-        keep = FIG2[3] if (u.spec.attack, u.spec.norm) == FIG2[:2] and FIG2[2] in u.spec.eps else 0
-        res = attack_model(u.model, u.x, u.y, u.spec, u.grad, u.T_attack, derive_seed(u.ids['seed'], 'attack'), keep, args.progress)
+        keep = FIG2[3] if (u.spec.attack, u.spec.norm, u.spec.mode) == (*FIG2[:2], 'paper') and FIG2[2] in u.spec.eps else 0   # the paper's PGD
+        res = attack_model(u.model, u.x, u.y, u.spec, u.grad, u.T_attack, derive_seed(u.ids['seed'], 'attack'), keep, args.progress,
+                           u.surrogate and u.surrogate[0])
         _keep_examples(st, u, res)
         rows = _rows(u, res)
         append_rows(table, rows, ['unit'], drop=_superseded(u.ids, rows))     # after every unit: an interrupted stage loses at most one

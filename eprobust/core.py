@@ -207,7 +207,9 @@ _CPU_MODELS = {'bp_cnn': _CPU_BP, 'ep_cnn': _CPU_EP, 'ep_cnn_bptt': _TWIN(_CPU_E
 PRESETS = {
     'tiny':  Preset('tiny', seeds=(11,), train={'bp_cnn': _TINY_BP, 'ep_cnn': _TINY_EP, 'ep_cnn_bptt': _TWIN(_TINY_EP), **_TINY_ADV,
                                                 'vit': _TINY_VIT}, n_test=256, keep_epochs=True),
-    'cpu':   Preset('cpu', seeds=(11,), train={**_CPU_MODELS, **_CPU_ADV, 'vit': _CPU_VIT}, keep_epochs=True),
+    # cpu: every stage but the adaptive evaluation (46 min more on 2 cores): `--stages adaptive,figures` adds it
+    'cpu':   Preset('cpu', seeds=(11,), train={**_CPU_MODELS, **_CPU_ADV, 'vit': _CPU_VIT}, keep_epochs=True,
+                    stages=('train', 'attacks', 'corruptions', 'compare', 'figures')),
     # the controlled comparison of issue 17 over three seeds: the cpu preset's EP-CNN, its twin and the BP-CNN (seed 11's
     # models are the cpu preset's own, shared through the cache); run it with `eprobust reproduce --preset study`
     'study': Preset('study', seeds=(11, 13, 17), train=_CPU_MODELS, keep_epochs=True, stages=('train', 'compare', 'figures')),

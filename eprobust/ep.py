@@ -17,7 +17,7 @@ from .data import Normalize
 
 # %% auto #0
 __all__ = ['SOLVERS', 'sigma', 'EPCNN', 'Phi', 'input_drive', 'RelaxStats', 'get_solver', 'relax', 'relax_around',
-           'ep_nudged_betas', 'ep_gradients', 'ep_vs_bptt', 'accuracy_per_step']
+           'ep_nudged_betas', 'ep_gradients', 'ep_vs_bptt', 'ep_input_gradient', 'accuracy_per_step']
 
 # %% ../nbs/02_ep.ipynb #73609cb6
 def sigma(v: torch.Tensor) -> torch.Tensor:
@@ -148,7 +148,10 @@ def _pool(net: _Net, k: int, s_in: torch.Tensor):
     return p, idx, z.shape[-2:]
 
 def _dloss_ds(net: _Net, s_top: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    "∂ℓ/∂s_top per example for the softmax readout: W_outᵀ (softmax − onehot)."
+    """∂ℓ/∂s_top per example. `y` labels (N,): ℓ the softmax readout's cross-entropy, W_outᵀ (softmax − onehot).
+    `y` a float (N, n_classes) cotangent g: ℓ = ⟨g, logits⟩, W_outᵀ g (the EP-native attack nudges with any attack loss)."""
+    if y.is_floating_point():
+        return (y.to(s_top.dtype) @ net.W_out).view_as(s_top)
     p = F.linear(s_top.flatten(1), net.W_out, net.b_out).softmax(1)
     p = p - F.one_hot(y, p.shape[1]).to(p.dtype)
     return (p @ net.W_out).view_as(s_top)
@@ -285,6 +288,21 @@ def ep_vs_bptt(model: EPCNN, x: torch.Tensor, y: torch.Tensor, ep: EPConfig) -> 
     model.zero_grad(); ep_gradients(model, x, y, ep); g_ep = weight_grads()
     model.zero_grad(set_to_none=True)
     return [F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item() for a, b in zip(g_ep, g_bp)]
+
+# %% ../nbs/02_ep.ipynb #15ab5494
+def ep_input_gradient(model: EPCNN, xn: torch.Tensor, s_free: list[torch.Tensor], g: torch.Tensor, beta: float = 0.5,
+                      T_nudge: int = 12, solver: str | None = None) -> torch.Tensor:
+    "EP's estimate of ∂⟨g, logits(s*)⟩/∂xn (N, 3, H, W) from the free state `s_free`, by symmetric nudges ±β (no autograd graph of the dynamics)."
+    N, scale = len(xn), g.flatten(1).norm(dim=1).clamp_min(1e-30)      # g: (N, n_classes), the attack loss's cotangent
+    with torch.no_grad():
+        drive = input_drive(model, xn).repeat(2, 1, 1, 1)
+        b = torch.cat([xn.new_full((N,), beta), xn.new_full((N,), -beta)])
+        s_n, _ = relax(model, None, [t.repeat(2, 1, 1, 1) for t in s_free], T_nudge, (b, (g / scale[:, None]).repeat(2, 1)),
+                       solver=solver or model.solver, drive=drive)
+    with torch.enable_grad():    # ∂Φ/∂xn is linear in s₁: one conv backward of the contrast, w₀ᵀ ⋆ unpool(Δs₁)
+        xg = xn.detach().requires_grad_()
+        gx, = torch.autograd.grad(input_drive(model, xg), xg, s_n[0][:N] - s_n[0][N:])
+    return -gx / (2 * beta) * scale.view(-1, 1, 1, 1)
 
 # %% ../nbs/02_ep.ipynb #d653b0d4
 @torch.no_grad()

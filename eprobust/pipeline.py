@@ -20,6 +20,8 @@ __all__ = ['STAGES', 'TIMES_BEGIN', 'TIMES_END', 'nbs_dir', 'parse_stages', 'sta
 STAGES = {
     'train':   ('03_train.ipynb',   ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')),
     'attacks': ('04_attacks.ipynb', ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')),
+    # issue 18's adaptive evaluation: more attacks on more images, into the same table (the cpu preset runs it on request)
+    'adaptive': ('09_adaptive.ipynb', ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')),
     'corruptions': ('05_corruptions.ipynb', ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')),
     # the controlled comparison (issue 17): after the corruptions, before the figures that draw it
     'compare': ('08_compare.ipynb', ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')),

@@ -21,13 +21,14 @@ from .core import load_checkpoint, find_project, read_table
 
 # %% auto #0
 __all__ = ['MODEL_LABELS', 'PAPER_CLEAN_ACC', 'MODEL_COLORS', 'SPARE_COLORS', 'SOURCES', 'REQUIRED', 'FIGURES', 'GRAD_LABELS',
-           'ROBUST_PANELS', 'CIFAR10_CLASSES', 'ROBUST_TABLE', 'REFERENCE_DATASETS', 'COMPARE_TABLES', 'set_style',
-           'model_label', 'known_models', 'model_color', 'palette', 'Source', 'current_rows', 'FigureSpec',
-           'register_figure', 'get_figure', 'plot_training_curves', 'plot_clean_accuracy', 'reference_path',
-           'load_reference', 'plot_free_phase_accuracy', 'reference_robustness', 'plot_robustness', 'plot_obfuscation',
-           'plot_adversarial_examples', 'robust_accuracy_table', 'reference_corruptions', 'plot_corruption_severity',
-           'plot_corruption_heatmap', 'corruption_table', 'plot_corruption_grid', 'clean_accuracy_table',
-           'plot_robust_vs_clean', 'plot_relaxation', 'controlled_table', 'contrasts_table', 'matched_accuracy_table',
+           'ROBUST_PANELS', 'CIFAR10_CLASSES', 'ROBUST_TABLE', 'REFERENCE_DATASETS', 'WORST_MIN_N', 'COMPARE_TABLES',
+           'ADAPTIVE_TABLES', 'set_style', 'model_label', 'known_models', 'model_color', 'palette', 'Source',
+           'current_rows', 'FigureSpec', 'register_figure', 'get_figure', 'plot_training_curves', 'plot_clean_accuracy',
+           'reference_path', 'load_reference', 'plot_free_phase_accuracy', 'reference_robustness', 'plot_robustness',
+           'plot_obfuscation', 'plot_adversarial_examples', 'robust_accuracy_table', 'reference_corruptions',
+           'plot_corruption_severity', 'plot_corruption_heatmap', 'corruption_table', 'plot_corruption_grid',
+           'clean_accuracy_table', 'plot_robust_vs_clean', 'plot_relaxation', 'controlled_table', 'contrasts_table',
+           'matched_accuracy_table', 'worst_case_table', 'masking_table', 'gradients_table', 'plot_worst_case',
            'load_sources', 'draw_figure', 'save_figure', 'Drawn', 'draw_all', 'figures_stage', 'show_figures',
            'write_index']
 
@@ -97,6 +98,11 @@ def _rows(path: Path, p) -> pd.DataFrame | None:
     rows = current_rows(read_table(path), p)
     return rows if len(rows) else None
 
+def _adaptive_rows(path: Path, p) -> pd.DataFrame | None:
+    "The preset's attack rows with true labels and the [0,1] clip (the adaptive stage's), or None: that stage has not run."
+    rows = _rows(path, p)
+    return None if rows is None or not (rows['mode'] == 'standard').any() else rows[rows['mode'] == 'standard']
+
 def _measured(path: Path, p) -> pd.DataFrame | None:
     "Rows measured on the preset's current models and seeds, by whichever preset's run (the compare stage's keys hold no preset), or None."
     rows = _of_configs(read_table(path), p, p.seeds)
@@ -117,6 +123,7 @@ SOURCES = {
     'train_metrics': Source('train_metrics.csv', 'train', _rows),
     'free_phase_accuracy': Source('free_phase_accuracy.csv', 'train', _rows),
     'attacks': Source('attacks.csv', 'attacks', _rows),
+    'adaptive': Source('attacks.csv', 'adaptive', _adaptive_rows),
     'adv_examples': Source('adv_examples.pt', 'attacks', _examples),
     'corruptions': Source('corruptions.csv', 'corruptions', _rows),
     'corruption_grid': Source('corruption_grid_{preset}.npz', 'corruptions', _grid),
@@ -525,6 +532,106 @@ register_figure('table_contrasts', lambda t: contrasts_table(t['trajectory']), [
 register_figure('table_matched_accuracy', lambda t: matched_accuracy_table(t['trajectory']), ['trajectory'],
                 'Table: robust accuracy at matched clean accuracy (interpolated along training), with 95 % intervals')
 
+# %% ../nbs/06_figures.ipynb #f4429aae
+def _percent(v) -> str: return f'{100 * v:.1f}%'
+
+def _headline(attacks: pd.DataFrame) -> pd.DataFrame:
+    "Rows at issue 18's headline ε (`HEADLINE` of the attacks module)."
+    from eprobust.attacks import HEADLINE
+    keep = np.zeros(len(attacks), bool)
+    for norm, eps in HEADLINE.items():
+        keep |= (attacks['norm'] == norm).to_numpy() & np.isclose(attacks['eps'].astype(float), [[e] for e in eps]).any(0)
+    return attacks[keep]
+
+def _eps_name(norm: str, eps: float) -> str:
+    return f"{'L∞' if norm == 'Linf' else norm} {'8/255' if abs(eps - 8 / 255) < 1e-6 else f'{eps:.4g}'}"
+
+WORST_MIN_N = 200   # the worst case 'over every attack' is read on at least this many images (a 50-image spec would set its n)
+
+def _enough(w: pd.DataFrame) -> pd.DataFrame:
+    "Worst-case levels on at least `WORST_MIN_N` images, or a group's largest where it has none that large."
+    big = w['n'] >= WORST_MIN_N
+    return w[big | ~w.groupby(['model', 'seed', 'norm', 'eps'])['n'].transform(lambda n: (n >= WORST_MIN_N).any())]
+
+def worst_case_table(attacks: pd.DataFrame) -> pd.DataFrame | None:
+    "Per model and headline ε: clean accuracy, the strongest single attack, and the worst case over all attacks at each sample size."
+    from eprobust.adaptive import worst_case
+    h = _headline(attacks)
+    if not len(h) or not (h['mode'] == 'standard').any(): return None
+    w = _enough(worst_case(h))
+    rows = []
+    for (model, seed, norm, eps), g in w.groupby(['model', 'seed', 'norm', 'eps'], sort=False):
+        g = g.sort_values('n', ascending=False)
+        clean = h[(h['model'] == model) & (h['seed'] == seed)].sort_values('n')['clean_acc'].iloc[-1]
+        cells = [f"{_percent(r.worst)} ({_percent(r.worst_lo)}–{_percent(r.worst_hi)}), n {r.n}, {r.attacks} attacks" for r in g.itertuples()]
+        top = g.iloc[0]
+        rows.append({'model': model_label(model), 'seed': seed, 'threat': _eps_name(norm, eps), 'clean': _percent(clean),
+                     'strongest single attack': f"{top.strongest} {_percent(top.strongest_acc)} (n {top.n})",
+                     'worst case, most images': cells[0], 'worst case, every attack': cells[-1]})
+    return pd.DataFrame(rows)
+
+def masking_table(attacks: pd.DataFrame) -> pd.DataFrame | None:
+    "The gradient-masking checks per model (`masking_checks`): verdict and what it read."
+    from eprobust.adaptive import masking_checks
+    c = masking_checks(attacks[attacks['mode'].isin(['standard', 'paper'])])
+    if not len(c) or not (attacks['mode'] == 'standard').any(): return None
+    return _named(c.drop(columns='weights'))
+
+def gradients_table(attacks: pd.DataFrame) -> pd.DataFrame | None:
+    "EP-CNN attack gradients other than the full one: cosine with the full gradient (mean, 95 % t interval), robust accuracy under standard PGD at the headline ε, a surrogate's agreement with the target's clean predictions."
+    from eprobust.adaptive import attack_label
+    if 'cos_full' not in attacks: return None
+    h = _headline(attacks)
+    h = h[h['cos_full'].notna() & (h['attack'] == 'pgd') & (h['mode'] == 'standard')]
+    if not len(h): return None
+    full = _headline(attacks)
+    full = full[(full['grad'] == 'full') & (full['attack'] == 'pgd') & (full['mode'] == 'standard')]
+    rows = []
+    for r in h.itertuples():
+        f = full[(full['model'] == r.model) & (full['seed'] == r.seed) & (full['norm'] == r.norm) & np.isclose(full['eps'], r.eps)]
+        rows.append({'model': model_label(r.model), 'seed': r.seed, 'gradient': attack_label(r.attack, r.mode, r.grad, r.T_attack),
+                     'cos with full': f'{r.cos_full:.2f} ({r.cos_full_lo:.2f}–{r.cos_full_hi:.2f})', 'threat': _eps_name(r.norm, r.eps),
+                     'robust': f'{_percent(r.robust_acc)} (n {r.n})',
+                     'full gradient': f"{_percent(f['robust_acc'].iloc[-1])} (n {int(f['n'].iloc[-1])})" if len(f) else '–',
+                     'surrogate agrees': _percent(r.surrogate_agreement) if pd.notna(getattr(r, 'surrogate_agreement', None)) else '–'})
+    return pd.DataFrame(rows)
+
+def plot_worst_case(attacks: pd.DataFrame) -> plt.Figure | None:
+    "Per headline ε: each model's worst case over every attack (bar, Wilson 95 % interval) and each attack's own robust accuracy on the same images (dots)."
+    from eprobust.adaptive import worst_case, survived
+    h = _headline(attacks)
+    if not len(h) or not (h['mode'] == 'standard').any(): return None
+    set_style()
+    w = _enough(worst_case(h)).sort_values('n').drop_duplicates(['model', 'seed', 'norm', 'eps'])    # the smallest n: every attack
+    panels = list(w.groupby(['norm', 'eps'], sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    rank = {m: i for i, m in enumerate(known_models())}     # the same model order in every panel
+    for ax, ((norm, eps), g) in zip(axes[0], panels):
+        g = _label(g.sort_values('model', key=lambda s: s.map(lambda m: rank.get(m, len(rank)))))
+        order = list(dict.fromkeys(g['Model']))
+        ax.bar(range(len(g)), g['worst'], color=[model_color(m) for m in g['model']], alpha=0.6,
+               yerr=[g['worst'] - g['worst_lo'], g['worst_hi'] - g['worst']], capsize=3)
+        for i, r in enumerate(g.itertuples()):
+            rows = h[(h['model'] == r.model) & (h['seed'] == r.seed) & (h['norm'] == norm) & np.isclose(h['eps'], eps) & (h['n'] >= r.n)
+                     & h['hits'].notna() & h['clean_hits'].notna()]
+            accs = [survived(row, r.n).mean() for _, row in rows.iterrows()]
+            ax.scatter(np.full(len(accs), i) + np.linspace(-0.25, 0.25, len(accs)), accs, s=10, color='k', zorder=3)
+        ax.set_xticks(range(len(g)), order, rotation=25, ha='right')
+        ax.set(ylim=(0, 1), ylabel='robust accuracy', title=f"{_eps_name(norm, eps)}: worst case (bar), each attack (dots)")
+    fig.tight_layout()
+    return _stamp(fig, h)
+
+register_figure('worst_case', lambda t: plot_worst_case(t['attacks']), ['attacks', 'adaptive'],
+                'The adaptive evaluation: per headline ε, each model\'s worst case over every attack on the same images (bar, 95 % interval) and each attack on its own (dots)')
+register_figure('table_worst_case', lambda t: worst_case_table(t['attacks']), ['attacks', 'adaptive'],
+                'Table: worst case per image over every attack at the headline ε, at each sample size, with the strongest single attack')
+register_figure('table_masking', lambda t: masking_table(t['attacks']), ['attacks', 'adaptive'],
+                'Table: gradient-masking checks per model (verdict and what each read)')
+register_figure('table_ep_gradients', lambda t: gradients_table(t['attacks']), ['attacks', 'adaptive'],
+                'Table: EP-CNN attack gradients (EP-native, implicit, transfers) against the full gradient: cosine and robust accuracy')
+for _k in [k for k in FIGURES if k not in ('worst_case', 'table_worst_case', 'table_masking', 'table_ep_gradients')]:
+    FIGURES[_k] = FIGURES.pop(_k)      # the adaptive evaluation leads the figures and the README
+
 # %% ../nbs/06_figures.ipynb #a0b2c48d
 def _run(p, stage: str) -> str:
     return f'run `eprobust reproduce --preset {p.name} --stages {stage}`'
@@ -700,6 +807,18 @@ COMPARE_TABLES = (('table_controlled', 'robust_acc', 'Each model at the end of t
                   ('table_contrasts', 'diff', 'The EP-CNN against its twin and the BP-CNN, and the twin against the BP-CNN, on the same images'),
                   ('table_matched_accuracy', 'robust_acc', 'At matched clean accuracy (robust accuracy where training passes each clean accuracy)'))
 
+ADAPTIVE_TABLES = [('table_worst_case', 'Worst case per image over every attack (95 % Wilson intervals)'),
+                   ('table_masking', 'Gradient-masking checks'),
+                   ('table_ep_gradients', 'EP attack gradients against the full gradient')]
+
+def _adaptive_lines(tables: dict) -> list[str]:
+    "The adaptive evaluation's tables (issue 18), which the README leads with."
+    parts = [(k, title) for k, title in ADAPTIVE_TABLES if k in tables]
+    lines = ['## The adaptive evaluation: how robust under every attack', ''] if parts else []
+    for k, title in parts:
+        lines += [f'### {title}', '', tables[k].to_markdown(index=False), '']
+    return lines
+
 def _compare_lines(tables: dict) -> list[str]:
     "The controlled comparison's tables (issue 17), percentages with their intervals."
     parts = [(k, col, title) for k, col, title in COMPARE_TABLES if k in tables]
@@ -721,8 +840,8 @@ def write_index(dest: Path, preset: str, clean: pd.DataFrame, drawn: Drawn) -> P
     scale = " These are small-scale results, not the paper's scale." if preset != 'paper' else ''
     lines = [f'# Figures and tables — preset `{preset}`', '',
              f'Made {time.strftime("%Y-%m-%d")} by the figures stage from `results/` (preset `{preset}`, seeds {seeds}).{scale}', '']
-    lines += _figure_lines(drawn) + _table_lines(drawn) + _skipped_lines(drawn)
     t = drawn.tables
+    lines += _adaptive_lines(t) + _figure_lines(drawn) + _table_lines(drawn) + _skipped_lines(drawn)
     if 'table_clean_accuracy' in t:
         lines += _clean_lines(t['table_clean_accuracy'], clean)
     if 'table_robust_accuracy' in t:

@@ -26,11 +26,12 @@ from torchvision.models import VisionTransformer
 from torchvision.transforms import v2 as T
 
 # %% auto #0
-__all__ = ['MODELS', 'KEEP_STEPS', 'TRAIN_KEYS', 'BPCNN', 'ModelSpec', 'build_bp_cnn', 'bp_step', 'build_ep_cnn', 'ep_step',
-           'bptt_step', 'adv_step', 'build_vit', 'get_model_spec', 'build_model', 'layer_groups', 'make_optimizer',
-           'make_scheduler', 'default_device', 'predict', 'evaluate', 'TrainingDiverged', 'TrainResult', 'model_key',
-           'epochs_dir', 'epoch_checkpoints', 'checkpoint_path', 'train_epoch', 'train_model', 'parse_seeds',
-           'parse_names', 'for_dataset', 'stage_configs', 'StageArgs', 'Stage', 'open_stage', 'train_stage']
+__all__ = ['MODELS', 'KEEP_STEPS', 'STUDENT_CONFIG', 'TRAIN_KEYS', 'BPCNN', 'ModelSpec', 'build_bp_cnn', 'bp_step',
+           'build_ep_cnn', 'ep_step', 'bptt_step', 'adv_step', 'build_vit', 'get_model_spec', 'build_model',
+           'layer_groups', 'make_optimizer', 'make_scheduler', 'default_device', 'predict', 'evaluate',
+           'TrainingDiverged', 'TrainResult', 'model_key', 'epochs_dir', 'epoch_checkpoints', 'checkpoint_path',
+           'train_epoch', 'train_model', 'parse_seeds', 'parse_names', 'for_dataset', 'stage_configs', 'StageArgs',
+           'Stage', 'open_stage', 'teacher_labels', 'distilled_student', 'train_stage']
 
 # %% ../nbs/03_train.ipynb #e2d7870a
 class BPCNN(nn.Module):
@@ -356,6 +357,27 @@ def open_stage(args: StageArgs | str | None = None, **kw) -> Stage:
     test = load_cifar(a.data_root, a.dataset, 'test', n=p.n_test, cache_dir=paths.cache, progress=a.progress)
     if a.progress: print(f"preset {p.name}, {a.dataset}: models {', '.join(cfgs)}; seeds {a.seeds or p.seeds}; results in {paths.results}")
     return Stage(a, p, cfgs, a.seeds or p.seeds, paths, train, test)
+
+# %% ../nbs/03_train.ipynb #baff873a
+STUDENT_CONFIG = 'bp_cnn'   # the student's architecture and schedule: this model of the preset
+
+def teacher_labels(st: Stage, model: nn.Module, weights: str, n: int | None = None) -> torch.Tensor:
+    "`model`'s predictions for the first `n` training images (all: None), cached by its weights."
+    x = st.train[0][:n]
+    path = Path(st.paths.cache) / 'teachers' / f'{weights}-{fingerprint(x)}.pt'
+    if path.exists():
+        return load_checkpoint(path, weights)['labels']
+    labels = predict(model, x, st.preset.eval_batch_size)
+    save_checkpoint(path, dict(key=weights, kind='teacher_labels', labels=labels))
+    return labels
+
+def distilled_student(st: Stage, teacher: str, model: nn.Module, ids: dict) -> tuple[nn.Module, dict]:
+    "A student of `model` (the model `teacher` with row ids `ids`), trained (or loaded) on its predictions: (student, its ids)."
+    cfg = stage_configs(st.preset, (STUDENT_CONFIG,), ids['dataset'])[STUDENT_CONFIG]
+    labels = teacher_labels(st, model, ids['weights'], cfg.n_train)
+    r = train_model(cfg, ids['seed'], (st.train[0][:len(labels)], labels), st.test, st.paths.cache, st.args.progress,
+                    eval_batch_size=st.preset.eval_batch_size, device=st.args.device)
+    return r.model, dict(ids, model=f'student:{teacher}', config_hash=r.key, data=r.data, weights=r.weights)
 
 # %% ../nbs/03_train.ipynb #b8d47b37
 TRAIN_KEYS = ['preset', 'dataset', 'model', 'seed', 'config_hash']

@@ -170,8 +170,9 @@ def test_concurrent_example_writers_lose_nothing(tmp_path):
 # 5. one registry entry per attack -------------------------------------------------------------------------------
 
 def test_registry_names_and_errors():
-    assert list(A.ATTACKS) == ['pgd', 'cw', 'square', 'autoattack']
-    with pytest.raises(UnknownName, match="unknown attack 'fgsm'; valid attacks: pgd, cw, square, autoattack"): AttackSpec('fgsm')
+    assert list(A.ATTACKS) == ['pgd', 'cw', 'square', 'apgd-ce', 'apgd-dlr', 'apgd-t', 'autoattack']
+    with pytest.raises(UnknownName, match="unknown attack 'fgsm'; valid attacks: pgd, cw, square, apgd-ce, apgd-dlr, apgd-t, autoattack"):
+        AttackSpec('fgsm')
     assert A.ATTACKS['cw'].per_eps is False and A.ATTACKS['square'].ep_grads == ()
     assert A.ATTACKS['pgd'].paper_labels == 'predicted'
 
