@@ -21,7 +21,7 @@ def test_papermill_attack_stage_eps3(tmp_path, data_root, shared_cache):
     assert set(t.model) == {'bp_cnn', 'ep_cnn', 'ep_cnn_bptt', 'adv_cnn_e0.5', 'vit'}
     assert (t.eps == 3.0).all() and (t.norm == 'L2').all() and (t.attack == 'pgd').all() and (t['mode'] == 'paper').all()
     ep = t.model.str.startswith('ep_cnn')     # the EP-CNN and its BPTT twin: the same network, the same EP attack gradients
-    assert set(t[ep].grad) == {'unrolled', 'full', 'implicit'} and set(t[~ep].grad) == {'backprop'}
+    assert set(t[ep].grad) == {'unrolled', 'full', 'implicit', 'ep'} and set(t[~ep].grad) == {'backprop'}
     assert (t.max_norm <= 3.0 + 1e-5).all() and t.robust_acc.between(0, 1).all() and (t.n == 64).all()
     assert t['unit'].notna().all() and t['unit'].is_unique and t['weights'].notna().all()
     assert (out / 'results' / 'adv_examples.pt').exists()

@@ -61,7 +61,7 @@ def test_diverging_ep_run_names_epoch_and_batch_and_keeps_checkpoint(tmp_path):
 
 @pytest.mark.parametrize('kw, msg', [(dict(eps=-0.5), 'ε must be a finite number ≥ 0, got -0.5'),
                                      (dict(eps='8/0'), 'fractions like 8/255'),
-                                     (dict(attack='fgsm'), 'valid attacks: pgd, cw, square, autoattack'),
+                                     (dict(attack='fgsm'), 'valid attacks: pgd, cw, square, apgd-ce, apgd-dlr, apgd-t, autoattack'),
                                      (dict(norm='L1'), 'valid norms: L2, Linf'),
                                      (dict(grad='bptt'), 'valid EP attack gradients: unrolled, full, implicit'),
                                      (dict(mode='strict'), 'valid modes: paper, standard'),
