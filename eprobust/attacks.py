@@ -58,18 +58,20 @@ def _adjoint(f, s, v, xn, iters: int, tol: float, a: float):
             break
     return torch.autograd.grad(f, xn, g)[0], it, r
 
-class _ImplicitLogits(torch.autograd.Function):
-    "Readout logits of a fixed point s*; backward solves the adjoint fixed point instead of storing the relaxation."
+class _StateLogits(torch.autograd.Function):
+    "Readout logits of a free state s*, kept without the relaxation that led there: a subclass's backward finds the input gradient."
     @staticmethod
-    def forward(ctx, xn, model, s_star, adjoint, stats):
-        ctx.model, ctx.s_star, ctx.adjoint, ctx.stats = model, [t.detach() for t in s_star], adjoint, stats
+    def forward(ctx, xn, model, s_star, params, stats):
+        ctx.model, ctx.s_star, ctx.params, ctx.stats = model, [t.detach() for t in s_star], params, stats
         ctx.save_for_backward(xn)
         return model.logits(s_star)
 
+class _ImplicitLogits(_StateLogits):
+    "Backward solves the adjoint fixed point (`params`: `ADJOINT`), appending its iterations and residual to `stats`."
     @staticmethod
     def backward(ctx, g_out):
         (xn,) = ctx.saved_tensors
-        m, a = ctx.model, ctx.adjoint
+        m, a = ctx.model, ctx.params
         with torch.enable_grad():
             xn = xn.detach().requires_grad_()
             s = [t.clone().requires_grad_() for t in ctx.s_star]
@@ -80,19 +82,13 @@ class _ImplicitLogits(torch.autograd.Function):
             ctx.stats.append(dict(adjoint_iters=it, adjoint_residual=r))   # into the caller's collector: this backward's solve
         return gx, None, None, None, None
 
-class _EPNativeLogits(torch.autograd.Function):
-    "Readout logits of the free state s*; backward asks the network itself: nudge toward the attack loss, read the first layer (`ep_input_gradient`)."
-    @staticmethod
-    def forward(ctx, xn, model, s_star, params):
-        ctx.model, ctx.s_star, ctx.params = model, [t.detach() for t in s_star], params
-        ctx.save_for_backward(xn)
-        return model.logits(s_star)
-
+class _EPNativeLogits(_StateLogits):
+    "Backward asks the network itself (`params`: `EP_NATIVE`): nudge toward the attack loss, read the first layer (`ep_input_gradient`)."
     @staticmethod
     def backward(ctx, g_out):
         (xn,) = ctx.saved_tensors
         m, p = ctx.model, ctx.params
-        return ep_input_gradient(m, xn.detach(), ctx.s_star, g_out, p['beta'], p['T_nudge'] or m.T_free), None, None, None
+        return ep_input_gradient(m, xn.detach(), ctx.s_star, g_out, p['beta'], p['T_nudge'] or m.T_free), None, None, None, None
 
 # %% ../nbs/04_attacks.ipynb #2cc7b866
 class EPClassifier(nn.Module):
@@ -149,7 +145,7 @@ class EPClassifier(nn.Module):
             self._record_residual(xn, s_star)
             return _ImplicitLogits.apply(xn, m, s_star, self.adjoint, self.stats)
         if self.grad == 'ep':
-            return _EPNativeLogits.apply(xn, m, s_star, self.ep_native)
+            return _EPNativeLogits.apply(xn, m, s_star, self.ep_native, None)
         z = m.logits(self._relax(xn, self.T_attack))        # unrolled: gradient of T_attack steps, value of T1
         if not z.requires_grad:
             z = z + 0. * xn.sum()                            # the input has not reached the readout yet: zero gradient
