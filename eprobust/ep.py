@@ -294,14 +294,15 @@ def ep_input_gradient(model: EPCNN, xn: torch.Tensor, s_free: list[torch.Tensor]
                       T_nudge: int = 12, solver: str | None = None) -> torch.Tensor:
     "EP's estimate of ∂⟨g, logits(s*)⟩/∂xn (N, 3, H, W) from the free state `s_free`, by symmetric nudges ±β (no autograd graph of the dynamics)."
     N, scale = len(xn), g.flatten(1).norm(dim=1).clamp_min(1e-30)      # g: (N, n_classes), the attack loss's cotangent
+    with torch.enable_grad():    # the drive once, kept differentiable: its backward below is ∂Φ/∂xn's contrast
+        xg = xn.detach().requires_grad_()
+        drive = input_drive(model, xg)
     with torch.no_grad():
-        drive = input_drive(model, xn).repeat(2, 1, 1, 1)
         b = torch.cat([xn.new_full((N,), beta), xn.new_full((N,), -beta)])
         s_n, _ = relax(model, None, [t.repeat(2, 1, 1, 1) for t in s_free], T_nudge, (b, (g / scale[:, None]).repeat(2, 1)),
-                       solver=solver or model.solver, drive=drive)
-    with torch.enable_grad():    # ∂Φ/∂xn is linear in s₁: one conv backward of the contrast, w₀ᵀ ⋆ unpool(Δs₁)
-        xg = xn.detach().requires_grad_()
-        gx, = torch.autograd.grad(input_drive(model, xg), xg, s_n[0][:N] - s_n[0][N:])
+                       solver=solver or model.solver, drive=drive.detach().repeat(2, 1, 1, 1))
+    # ∂Φ/∂xn is linear in s₁: one conv backward of the contrast, w₀ᵀ ⋆ unpool(Δs₁)
+    gx, = torch.autograd.grad(drive, xg, s_n[0][:N] - s_n[0][N:])
     return -gx / (2 * beta) * scale.view(-1, 1, 1, 1)
 
 # %% ../nbs/02_ep.ipynb #d653b0d4

@@ -533,7 +533,8 @@ register_figure('table_matched_accuracy', lambda t: matched_accuracy_table(t['tr
                 'Table: robust accuracy at matched clean accuracy (interpolated along training), with 95 % intervals')
 
 # %% ../nbs/06_figures.ipynb #f4429aae
-def _percent(v) -> str: return f'{100 * v:.1f}%'
+def _pct(v) -> str:
+    return f'{100 * v:.1f}%' if pd.notna(v) else '–'
 
 def _headline(attacks: pd.DataFrame) -> pd.DataFrame:
     "Rows at issue 18's headline ε (`HEADLINE` of the attacks module)."
@@ -563,10 +564,10 @@ def worst_case_table(attacks: pd.DataFrame) -> pd.DataFrame | None:
     for (model, seed, norm, eps), g in w.groupby(['model', 'seed', 'norm', 'eps'], sort=False):
         g = g.sort_values('n', ascending=False)
         clean = h[(h['model'] == model) & (h['seed'] == seed)].sort_values('n')['clean_acc'].iloc[-1]
-        cells = [f"{_percent(r.worst)} ({_percent(r.worst_lo)}–{_percent(r.worst_hi)}), n {r.n}, {r.attacks} attacks" for r in g.itertuples()]
+        cells = [f"{_pct(r.worst)} ({_pct(r.worst_lo)}–{_pct(r.worst_hi)}), n {r.n}, {r.attacks} attacks" for r in g.itertuples()]
         top = g.iloc[0]
-        rows.append({'model': model_label(model), 'seed': seed, 'threat': _eps_name(norm, eps), 'clean': _percent(clean),
-                     'strongest single attack': f"{top.strongest} {_percent(top.strongest_acc)} (n {top.n})",
+        rows.append({'model': model_label(model), 'seed': seed, 'threat': _eps_name(norm, eps), 'clean': _pct(clean),
+                     'strongest single attack': f"{top.strongest} {_pct(top.strongest_acc)} (n {top.n})",
                      'worst case, most images': cells[0], 'worst case, every attack': cells[-1]})
     return pd.DataFrame(rows)
 
@@ -581,19 +582,18 @@ def gradients_table(attacks: pd.DataFrame) -> pd.DataFrame | None:
     "EP-CNN attack gradients other than the full one: cosine with the full gradient (mean, 95 % t interval), robust accuracy under standard PGD at the headline ε, a surrogate's agreement with the target's clean predictions."
     from eprobust.adaptive import attack_label
     if 'cos_full' not in attacks: return None
-    h = _headline(attacks)
-    h = h[h['cos_full'].notna() & (h['attack'] == 'pgd') & (h['mode'] == 'standard')]
+    std = _headline(attacks)
+    std = std[(std['attack'] == 'pgd') & (std['mode'] == 'standard')]
+    h, full = std[std['cos_full'].notna()], std[std['grad'] == 'full']
     if not len(h): return None
-    full = _headline(attacks)
-    full = full[(full['grad'] == 'full') & (full['attack'] == 'pgd') & (full['mode'] == 'standard')]
     rows = []
     for r in h.itertuples():
         f = full[(full['model'] == r.model) & (full['seed'] == r.seed) & (full['norm'] == r.norm) & np.isclose(full['eps'], r.eps)]
         rows.append({'model': model_label(r.model), 'seed': r.seed, 'gradient': attack_label(r.attack, r.mode, r.grad, r.T_attack),
                      'cos with full': f'{r.cos_full:.2f} ({r.cos_full_lo:.2f}–{r.cos_full_hi:.2f})', 'threat': _eps_name(r.norm, r.eps),
-                     'robust': f'{_percent(r.robust_acc)} (n {r.n})',
-                     'full gradient': f"{_percent(f['robust_acc'].iloc[-1])} (n {int(f['n'].iloc[-1])})" if len(f) else '–',
-                     'surrogate agrees': _percent(r.surrogate_agreement) if pd.notna(getattr(r, 'surrogate_agreement', None)) else '–'})
+                     'robust': f'{_pct(r.robust_acc)} (n {r.n})',
+                     'full gradient': f"{_pct(f['robust_acc'].iloc[-1])} (n {int(f['n'].iloc[-1])})" if len(f) else '–',
+                     'surrogate agrees': _pct(getattr(r, 'surrogate_agreement', None))})
     return pd.DataFrame(rows)
 
 def plot_worst_case(attacks: pd.DataFrame) -> plt.Figure | None:
@@ -748,9 +748,6 @@ def show_figures(files) -> None:
             display(Image(filename=str(f)))
 
 # %% ../nbs/06_figures.ipynb #447653b4
-def _pct(v) -> str:
-    return f'{100 * v:.1f}%' if pd.notna(v) else '–'
-
 def _caption(spec: FigureSpec, f: Path) -> str:
     "A file's caption: its entry's note, plus the dataset a per-dataset file is for."
     extra = f.stem[len(spec.stem):].lstrip('_')
