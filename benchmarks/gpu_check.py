@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from eprobust.core import EPConfig, get_preset
 from eprobust.ep import EPCNN, relax, ep_gradients
+from eprobust.data import augment
 from eprobust.attacks import AttackSpec, attack_model
 from eprobust.train import build_model, make_optimizer, train_epoch, evaluate
 sys.path.insert(0, str(Path(__file__).parent))
@@ -64,6 +65,10 @@ def section_a(device, quick):
         ep_gradients(m, x, y, ep); ep_gradients(md, xd, y.to(device), ep)
         g_c = [p.grad for p in m.parameters()]; g_d = [p.grad for p in md.parameters()]
         row('a', f'{name}: EP weight gradients, rel. max diff', f'{rel(g_d, g_c):.1e}')
+    x = torch.rand(128, 3, 32, 32)          # the training batches' augmentation, done on the device (same draws)
+    a_c = augment(x, torch.Generator().manual_seed(0))
+    a_d = augment(x.to(device), torch.Generator().manual_seed(0))
+    row('a', 'augmentation on the device = on the CPU (flip, crop)', bool(torch.equal(a_d.cpu(), a_c)))
 
 def section_b(device, quick):
     "PGD through the full and implicit gradients, device vs CPU, same weights and batch."

@@ -29,7 +29,7 @@ __all__ = ['PARAMS', 'COMMON', 'EXTRA', 'SEVERITIES', 'CORRUPTIONS', 'SEED_SCHEM
            'jpeg_compression', 'elastic_transform', 'spatter', 'name_seed', 'image_rngs', 'corrupt', 'read_marker',
            'file_key', 'file_problem', 'parent_death_signal', 'regenerate', 'corruption_source', 'load_corrupted',
            'corruption_grid', 'CorruptionPlan', 'official_root', 'parse_severities', 'parse_corruptions',
-           'corruption_plan', 'images_id', 'save_grid', 'corruption_stage']
+           'corruption_plan', 'images_id', 'save_grid', 'corruption_files', 'corruption_stage']
 
 # %% ../nbs/05_corruptions.ipynb #ac647d36
 PARAMS = {
@@ -674,16 +674,26 @@ def _model_rows(st, r, ids: dict, todo: list, ctx: dict) -> list[dict]:
                      'common': c in COMMON, 'acc': acc, 'clean_acc': clean})
     return rows
 
-def corruption_stage(args=None, plan: CorruptionPlan | None = None, c_root=None, **kw) -> pd.DataFrame:
-    "Accuracy of a preset's trained models (training any that are missing) on each corruption × severity; appends `results/corruptions.csv`."
-    from eprobust.train import open_stage       # the corruption files need no models: import the stage layer only here
-    st = open_stage(args, **kw)
-    plan = plan or corruption_plan(st.preset)
+def corruption_files(st, plan: CorruptionPlan, c_root=None, grid: bool = True) -> dict:
+    """The CIFAR-C folder of `plan` ready (official, else regenerated) and the context its units are keyed and measured in;
+    `grid`: also save the images of Fig. 4's grid (every corruption of the plan)."""
     test = load_cifar(st.args.data_root, st.args.dataset, 'test', cache_dir=st.paths.cache, progress=st.args.progress)
     root, n = _cifar_c(st, plan, c_root, test)
     ctx = dict(root=root, n=n, test=test, source=corruption_source(root), images={c: images_id(root, c) for c in plan.corruptions})
-    table = st.paths.results / 'corruptions.csv'
-    save_grid(st.paths.results / f'corruption_grid_{st.preset.name}.npz', root, plan.corruptions, f"test image 0, {st.args.dataset}, {ctx['source']}")
+    if grid:
+        save_grid(st.paths.results / f'corruption_grid_{st.preset.name}.npz', root, plan.corruptions, f"test image 0, {st.args.dataset}, {ctx['source']}")
+    return ctx
+
+def corruption_stage(args=None, plan: CorruptionPlan | None = None, c_root=None, only: tuple | None = None, **kw) -> pd.DataFrame:
+    """Accuracy of a preset's trained models (training any that are missing) on each corruption × severity; appends `results/corruptions.csv`.
+    `only`: evaluate just these of the plan's corruptions (a cluster job's share; the grid figure is then left to the whole run)."""
+    from eprobust.train import open_stage       # the corruption files need no models: import the stage layer only here
+    st = open_stage(args, **kw)
+    plan = plan or corruption_plan(st.preset)
+    if only:
+        plan = replace(plan, corruptions=parse_corruptions(only))
+    ctx = corruption_files(st, plan, c_root, grid=not only)
+    n, table = ctx['n'], st.paths.results / 'corruptions.csv'
     new = []
     for name, _, r, ids in st.models():
         done = done_units(table)

@@ -291,15 +291,16 @@ def _download(root: Path, info: DatasetInfo):
 
 # %% ../nbs/01_data.ipynb #bf0c0119
 def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, pad_mode: str = 'edge') -> torch.Tensor:
-    "Random flip and random crop of the `pad_mode`-padded image ('edge' or 'reflect'), per image, for a float NCHW batch."
+    """Random flip and random crop of the `pad_mode`-padded image ('edge' or 'reflect'), per image, for a float NCHW batch on
+    any device: the draws come from the CPU generator `gen`, so a batch on a GPU is augmented exactly as on the CPU."""
     N, C, H, W = x.shape
-    flip = torch.rand(N, generator=gen) < 0.5
+    flip = (torch.rand(N, generator=gen) < 0.5).to(x.device)
     x = torch.where(flip.view(N, 1, 1, 1), x.flip(3), x)
     xp = F.pad(x, (pad,) * 4, mode='replicate' if pad_mode == 'edge' else pad_mode)
-    dy, dx = (torch.randint(0, 2 * pad + 1, (2, N), generator=gen))
-    rows = (dy.view(N, 1) + torch.arange(H)).view(N, 1, H, 1).expand(N, C, H, W + 2 * pad)
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, N), generator=gen).to(x.device)
+    rows = (dy.view(N, 1) + torch.arange(H, device=x.device)).view(N, 1, H, 1).expand(N, C, H, W + 2 * pad)
     xp = xp.gather(2, rows)
-    cols = (dx.view(N, 1) + torch.arange(W)).view(N, 1, 1, W).expand(N, C, H, W)
+    cols = (dx.view(N, 1) + torch.arange(W, device=x.device)).view(N, 1, 1, W).expand(N, C, H, W)
     return xp.gather(3, cols)
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

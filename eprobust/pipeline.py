@@ -97,9 +97,21 @@ def _absolute_data_env():
     "A relative `EPROBUST_DATA` means relative to where the user ran the command, not to the kernels' folder (nbs/)."
     if os.environ.get('EPROBUST_DATA'): os.environ['EPROBUST_DATA'] = str(Path(os.environ['EPROBUST_DATA']).resolve())
 
+def _fan_out(name: str, params: dict, cluster) -> Path:
+    "Run stage `name` as cluster jobs (`10_cluster`); returns the folder of its jobs' logs and reports."
+    from eprobust.cluster import fan_out
+    keys = ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')
+    args = StageArgs(**{k: params.get(k) for k in keys if params.get(k) is not None})
+    reports = fan_out(name, args, cluster)
+    folder = get_paths(args.out_dir, args.cache_dir).runs / args.preset / 'jobs' / name / args.dataset
+    rows, busy = sum(r['rows'] for r in reports), sum(r['end'] - r['start'] for r in reports)
+    print(f'[eprobust] stage {name}: {len(reports)} jobs, {rows} new rows, {busy / 60:.1f} job-minutes (logs: {folder})', flush=True)
+    return folder
+
 def reproduce(preset: str = 'cpu', seeds=None, models=None, dataset=None, data_root=None, out_dir=None,
-              cache_dir=None, stages=None, progress: bool = True, device=None) -> list[Path]:
-    "Run the pipeline's stages in order for `preset` on each dataset (see `parse_datasets`); returns the executed notebooks."
+              cache_dir=None, stages=None, device=None, cluster=None) -> list[Path]:
+    """Run the pipeline's stages in order for `preset` on each dataset (see `parse_datasets`); returns the executed notebooks.
+    `cluster` (a `Cluster` of `10_cluster`): each stage but the figures runs as jobs through submitit instead (its logs' folder returned)."""
     _absolute_data_env()
     p = get_preset(preset); names = parse_stages(stages, p); datasets = parse_datasets(dataset, p.name, data_root)
     paths = get_paths(out_dir, cache_dir)
@@ -115,7 +127,8 @@ def reproduce(preset: str = 'cpu', seeds=None, models=None, dataset=None, data_r
                 t0 = time.time(); tag = f' dataset={d}' if d else ''
                 print(f'[eprobust] stage {n} ({STAGES[n][0]}) preset={p.name}{tag}', flush=True)
                 times.append(dict(stage=n, dataset=d or '', seconds=None))
-                done.append(run_stage(n, {**params, **({'dataset': d} if d else {})}, paths, progress))
+                ps = {**params, **({'dataset': d} if d else {})}
+                done.append(_fan_out(n, ps, cluster) if cluster is not None and n != 'figures' else run_stage(n, ps, paths))
                 times[-1]['seconds'] = time.time() - t0
                 print(f'[eprobust] stage {n}{tag} done in {time.time() - t0:.0f}s -> {done[-1]}', flush=True)
     finally:   # also when a stage fails: the table says which one and how long the others took
@@ -168,6 +181,12 @@ def main(argv=None):
     r.add_argument('--cache-dir', default=None, help='checkpoint and data cache (default: <out-dir>/cache)')
     r.add_argument('--stages', default=None, help=f"comma-separated subset of {', '.join(STAGES)} (default: the preset's; all but for study)")
     r.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
+    r.add_argument('--executor', default=None, choices=('local', 'slurm'),
+                   help='run each stage (but the figures) as jobs through submitit: one per model and seed for training, one per attack '
+                        'or corruption unit; slurm: on a SLURM cluster (from its login node), local: as processes of this machine')
+    r.add_argument('--executor-params', default=None, help="submitit parameters, e.g. 'slurm_partition=gpu,timeout_min=600,gpus_per_node=1' "
+                                                             "(default for slurm: 1 GPU, 8 CPUs, 32 GB, 24 h per job)")
+    r.add_argument('--jobs', type=int, default=None, help='jobs at once (default: local one per GPU, 1 without; slurm no cap)')
     sub.add_parser('stages', help='list the stages')
     a = ap.parse_args(argv)
     if a.cmd == 'stages':
@@ -175,14 +194,25 @@ def main(argv=None):
         return 0
     try:   # bad input fails here, in one line, not after a papermill traceback
         parse_stages(a.stages)
+        cluster = None
+        if a.executor:
+            from eprobust.cluster import Cluster, parse_params, make_executor
+            cluster = Cluster(a.executor, parse_params(a.executor_params), a.jobs)
+            with tempfile.TemporaryDirectory() as d: make_executor(cluster, Path(d))     # no SLURM here, or a parameter submitit lacks
+        elif a.executor_params or a.jobs: raise ValueError('--executor-params and --jobs go with --executor local or slurm')
         for d in parse_datasets(a.dataset or 'cifar10', get_preset(a.preset).name): StageArgs(a.preset, a.seeds, a.models, d)
-    except (KeyError, ValueError) as e: ap.error(str(e))
+    except (KeyError, ValueError, NameError, RuntimeError) as e: ap.error(str(e))
     t0 = time.time()
     from papermill.exceptions import PapermillExecutionError
-    try: reproduce(a.preset, a.seeds, a.models, a.dataset, a.data_root, a.out_dir, a.cache_dir, a.stages, device=a.device)
+    try: reproduce(a.preset, a.seeds, a.models, a.dataset, a.data_root, a.out_dir, a.cache_dir, a.stages, a.device, cluster)
     except PapermillExecutionError as e:      # the cell's traceback is in the log above and in the executed notebook
         print(f"[eprobust] a stage failed: {e.ename}: {e.evalue}\n[eprobust] the executed notebook, with its traceback, "
               f"is under {get_paths(a.out_dir, a.cache_dir).runs}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        from eprobust.cluster import JobsFailed
+        if not isinstance(e, JobsFailed): raise
+        print(f"[eprobust] {e}", file=sys.stderr)   # which jobs, their errors and their logs
         return 1
     print(f'[eprobust] {a.preset} pipeline finished in {time.time() - t0:.0f}s')
     return 0

@@ -219,6 +219,8 @@ def train_epoch(model, opt, cfg: TrainConfig, data, gen, device, epoch: int, des
     if cfg.autoaugment:   # torchvision's AutoAugment draws from the global RNG: seed it from this epoch's generator
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
         policy = T.AutoAugment(T.AutoAugmentPolicy.CIFAR10)
+    if policy is None and torch.device(device).type != 'cpu':   # the training set on the device once (uint8, 150 MB for CIFAR):
+        x, y = x.to(device), y.to(device)                       # batches are cut and augmented there, the draws as on the CPU
     bar = tqdm(batches(x, y, cfg.batch_size, shuffle=True, gen=gen, aug=cfg.augment, policy=policy, pad_mode=cfg.pad_mode or 'edge'), total=math.ceil(len(x) / cfg.batch_size),
                desc=desc, disable=desc is None, leave=False, mininterval=5)
     for b, (xb, yb) in enumerate(bar):
