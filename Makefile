@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 #   make install TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cu124"
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 PRESET ?= cpu
+EXECUTOR ?=
+EXECUTOR_PARAMS ?=
 DATA   ?= $(or $(EPROBUST_DATA),$(wildcard ../shared/data/cifar10),data/cifar10)
 export EPROBUST_DATA := $(abspath $(DATA))
 
@@ -25,8 +27,9 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 # the paper pipeline: every stage notebook in order with papermill -> results/, figures/<preset>/, runs/<preset>/
+# EXECUTOR=slurm|local runs the stages as submitit jobs (README: On a cluster), e.g. EXECUTOR_PARAMS="slurm_partition=gpu"
 reproduce: install
-	$(BIN)/eprobust reproduce --preset $(PRESET)
+	$(BIN)/eprobust reproduce --preset $(PRESET) $(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(EXECUTOR_PARAMS),--executor-params "$(EXECUTOR_PARAMS)")
 
 # issue 18's adaptive evaluation (worst case per image over every attack, masking checks), then the figures again:
 # 46 min on 2 cores at cpu scale, so `reproduce` leaves it out for the cpu preset

@@ -4,14 +4,17 @@
   .venv/bin/python benchmarks/gpu_check.py --device cpu --quick     # every code path on the CPU, against itself (a smoke test)
 
 (a) the relaxation and the EP weight gradients on the device against the CPU, float64, on shared weights (tiny and cpu
-    architectures): max |difference|, relative to the CPU's largest value.
+    architectures): max |difference|, relative to the CPU's largest value; the training augmentation on the device
+    against the CPU (the same draws: equal bit for bit).
 (b) PGD (paper mode: deterministic, no random start) with the full and implicit gradients on the device against the
     CPU, on one fixed batch and the same weights: robust accuracy on each, and the share of images with the same outcome.
-(c) one `paper` EP training batch in ms (`ep_gradients`, T 250/30): float32, TF32 and bf16 (the bf16 path keeps the
-    weight-gradient contrast in float32); the explicit relaxation step against autograd of Phi; and the free phase
+(c) one `paper` EP training batch in ms (`ep_gradients`, T 250/30): float32 (IEEE: the library's default on every
+    device), TF32 (`eprobust.ep.ALLOW_TF32`, which costs the lower layers' EP gradient its agreement with BPTT, 02_ep)
+    and bf16 (the bf16 path keeps the weight-gradient contrast in float32); the explicit relaxation step against autograd of Phi; and the free phase
     captured once as a CUDA graph and replayed (CUDA only), with its largest difference from the eager one.
-(d) 200 `paper` EP training batches (`--batches`) through the library's training loop, timed: ms per batch, the
-    projected epoch (391 batches of 128) and the test accuracy reached. On CIFAR-10 when `--data` (or $EPROBUST_DATA)
+(d) 200 `paper` EP training batches (`--batches`) through the library's training loop (the training set on the device,
+    augmented there), timed: ms per batch, the projected epoch (391 batches of 128), the projected training of the paper
+    protocol's EP-CNNs (5 seeds x 120 epochs) on one GPU and on 5 (one job per seed), and the test accuracy reached. On CIFAR-10 when `--data` (or $EPROBUST_DATA)
     holds it, else on random images (said in the table: the accuracy then means nothing).
 
 Each section is timed and guarded: one that fails prints its error in the table and the others still run.
@@ -23,6 +26,7 @@ import torch
 from eprobust.core import EPConfig, get_preset
 from eprobust.ep import EPCNN, relax, ep_gradients
 from eprobust.data import augment
+import eprobust.ep as ep_mod
 from eprobust.attacks import AttackSpec, attack_model
 from eprobust.train import build_model, make_optimizer, train_epoch, evaluate
 sys.path.insert(0, str(Path(__file__).parent))
@@ -114,10 +118,12 @@ def section_c(device, quick):
     try:
         for label, prec, allow in (('float32', None, False), ('TF32', None, True), ('bf16 (contrast float32)', 'bf16', False)):
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow   # this process only
+            ep_mod.ALLOW_TF32 = allow     # the library keeps its convolutions IEEE float32 unless this is set (02_ep)
             t = ms(lambda: ep_gradients(m, x, y, replace(ep, precision=prec)), device, reps)
             row('c', f'paper EP batch {N}, T {ep.T_free}/{ep.T_nudge}, {label}: ms', f'{t:.0f}')
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+        ep_mod.ALLOW_TF32 = False
     xn, K = m.norm(x), 10        # K synchronous steps from a state 10 steps in, per step
     s = relax(m, xn, m.init_state(xn), 10)[0]
     def autograd_steps():
@@ -162,7 +168,11 @@ def section_d(device, quick, args):
     stats = train_epoch(m, opt, cfg, train, torch.Generator().manual_seed(0), device, 0, None, stop)
     sync(device); per = (time.perf_counter() - t0) / k
     row('d', f'paper EP training, {k} batches of {cfg.batch_size} on {what.split(" (")[0]}: ms/batch', f'{1e3 * per:.0f}')
-    row('d', 'projected epoch (50,000 images)', f'{per * 50000 / cfg.batch_size:.0f} s')
+    epoch, seeds = per * 50000 / cfg.batch_size, get_preset('paper').seeds
+    row('d', 'projected epoch (50,000 images)', f'{epoch:.0f} s')
+    hours = epoch * cfg.epochs * len(seeds) / 3600      # the paper protocol's EP-CNNs: one training job per seed (10_cluster)
+    row('d', f'projected EP-CNN training, {len(seeds)} seeds x {cfg.epochs} epochs: 1 GPU / {len(seeds)} GPUs',
+        f'{hours:.1f} h / {hours / len(seeds):.1f} h')
     row('d', f'train accuracy / test accuracy ({len(test[1])} images)', f"{stats['train_acc']:.3f} / {evaluate(m, *test):.3f}")
     if what != 'CIFAR-10': row('d', 'data', what)
 

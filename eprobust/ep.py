@@ -7,6 +7,7 @@ Docs: https://eprobust.github.io/eprobust/ep.html.md"""
 
 # %% ../nbs/02_ep.ipynb #c6c2072d
 from __future__ import annotations
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
@@ -16,7 +17,7 @@ from .core import PAPER_CHANNELS, PRECISIONS, EPConfig
 from .data import Normalize
 
 # %% auto #0
-__all__ = ['SOLVERS', 'sigma', 'EPCNN', 'Phi', 'input_drive', 'RelaxStats', 'get_solver', 'relax', 'relax_around',
+__all__ = ['ALLOW_TF32', 'SOLVERS', 'sigma', 'EPCNN', 'Phi', 'input_drive', 'RelaxStats', 'get_solver', 'relax', 'relax_around',
            'ep_nudged_betas', 'ep_gradients', 'ep_vs_bptt', 'ep_input_gradient', 'accuracy_per_step']
 
 # %% ../nbs/02_ep.ipynb #73609cb6
@@ -76,6 +77,30 @@ def _as_col(beta, ref: torch.Tensor) -> torch.Tensor:
     return (b.expand(ref.shape[0]) if b.dim() == 0 else b).reshape(-1, 1, 1, 1)
 
 # %% ../nbs/02_ep.ipynb #4e1cbab8
+ALLOW_TF32 = False   # True: let cuDNN run the relaxation's and the contrast's float32 convolutions as TF32 (see below)
+
+@contextmanager
+def _ieee_convs():
+    """cuDNN's float32 convolutions (and RNNs, so that torch's legacy flag stays readable) in IEEE float32 for the block,
+    not TF32, unless `ALLOW_TF32`; the previous settings restored. On a CPU it changes nothing."""
+    cudnn = torch.backends.cudnn
+    if ALLOW_TF32:
+        yield
+    elif hasattr(getattr(cudnn, 'conv', None), 'fp32_precision'):     # torch ≥ 2.9's per-operator setting
+        old = cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision
+        cudnn.conv.fp32_precision = cudnn.rnn.fp32_precision = 'ieee'
+        try:
+            yield
+        finally:
+            cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = old
+    else:
+        old, cudnn.allow_tf32 = cudnn.allow_tf32, False
+        try:
+            yield
+        finally:
+            cudnn.allow_tf32 = old
+
+@_ieee_convs()
 def input_drive(model: EPCNN, xn: torch.Tensor) -> torch.Tensor:
     "The constant bottom-up drive of layer 1, P(w0 ⋆ x + b0)."
     return F.max_pool2d(model.convs[0](xn.contiguous(memory_format=torch.channels_last)), 2)
@@ -193,6 +218,7 @@ def get_solver(name: str):
     if name not in SOLVERS: raise KeyError(f"unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}")
     return SOLVERS[name]
 
+@_ieee_convs()
 def _run(net: _Net, drive, s, T: int, groups, nudge, tol, check_every: int):
     "The relaxation loop on the convolutions of `net`: up to `T` steps; returns (state, RelaxStats)."
     beta, y = nudge if nudge is not None else (0., None)
@@ -227,6 +253,7 @@ def relax_around(model: EPCNN, s: list[torch.Tensor], T: int, nudge: tuple, driv
     return _run(_DeltaNet(model, s, dtype), drive, s, T, get_solver(solver)(len(s)), nudge, tol, check_every)
 
 # %% ../nbs/02_ep.ipynb #e312cb6b
+@_ieee_convs()
 def _contrast(model: EPCNN, xn, s_a, s_b) -> list[tuple[torch.Tensor, torch.Tensor]]:
     "∂Φ/∂(w_k, b_k)(s_a) − ∂Φ/∂(w_k, b_k)(s_b) for every conv, summed over the batch."
     out, net = [], _Net(model)
