@@ -56,6 +56,7 @@ def _models_seeds(args: StageArgs, names=None):
                 yield name, cfg, seed
 
 def _share(args: StageArgs, seed: int, *models) -> StageArgs:
+    "`args` narrowed to one seed and `models` (a job's share)."
     return replace(args, models=models, seeds=(seed,))
 
 # %% ../nbs/10_cluster.ipynb #149e8f10
