@@ -26,7 +26,7 @@ from .compare import compare_plan, compare_stage
 # %% auto #0
 __all__ = ['SPLITS', 'EXECUTORS', 'DEFAULTS', 'Job', 'job_args', 'train_jobs', 'narrow', 'student_job', 'attack_jobs',
            'adaptive_jobs', 'corruption_files_job', 'corruption_jobs', 'compare_jobs', 'Cluster', 'parse_params',
-           'make_executor', 'JobRunner', 'JobsFailed', 'run_jobs', 'fan_out']
+           'make_executor', 'JobRunner', 'JobsFailed', 'run_jobs', 'jobs_folder', 'fan_out']
 
 # %% ../nbs/10_cluster.ipynb #5f067854
 @dataclass(frozen=True)
@@ -248,12 +248,16 @@ def run_jobs(jobs: list[Job], c: Cluster, folder: Path, desc: str = 'jobs', prog
     return reports
 
 # %% ../nbs/10_cluster.ipynb #4ca4701c
+def jobs_folder(args: StageArgs, stage: str) -> Path:
+    "Where submitit keeps a stage's job files and logs, and `fan_out` its reports: `runs/<preset>/jobs/<stage>/<dataset>/`."
+    return get_paths(args.out_dir, args.cache_dir).runs / get_preset(args.preset).name / 'jobs' / stage / args.dataset
+
 def fan_out(stage: str, args: StageArgs, c: Cluster, progress: bool = True) -> list[dict]:
     """Run pipeline stage `stage` for `args` as cluster jobs on `c`, wave after wave; returns the jobs' reports, also kept in
     `runs/<preset>/jobs/<stage>/<dataset>/reports.json` beside submitit's files and logs."""
     split = lookup(SPLITS, stage, 'stage that fans out', hint=' (the figures stage runs where the command runs)')
     args = job_args(args)
-    folder = get_paths(args.out_dir, args.cache_dir).runs / args.preset / 'jobs' / stage / args.dataset
+    folder = jobs_folder(args, stage)
     reports = []
     for k, wave in enumerate(split(args)):
         reports += run_jobs(wave, c, folder, f"{stage} jobs{f' (wave {k + 1})' if k else ''}", progress)

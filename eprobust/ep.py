@@ -17,8 +17,8 @@ from .core import PAPER_CHANNELS, PRECISIONS, EPConfig
 from .data import Normalize
 
 # %% auto #0
-__all__ = ['ALLOW_TF32', 'SOLVERS', 'sigma', 'EPCNN', 'Phi', 'input_drive', 'RelaxStats', 'get_solver', 'relax', 'relax_around',
-           'ep_nudged_betas', 'ep_gradients', 'ep_vs_bptt', 'ep_input_gradient', 'accuracy_per_step']
+__all__ = ['ALLOW_TF32', 'SOLVERS', 'sigma', 'EPCNN', 'Phi', 'ieee_convs', 'input_drive', 'RelaxStats', 'get_solver', 'relax',
+           'relax_around', 'ep_nudged_betas', 'ep_gradients', 'ep_vs_bptt', 'ep_input_gradient', 'accuracy_per_step']
 
 # %% ../nbs/02_ep.ipynb #73609cb6
 def sigma(v: torch.Tensor) -> torch.Tensor:
@@ -80,7 +80,7 @@ def _as_col(beta, ref: torch.Tensor) -> torch.Tensor:
 ALLOW_TF32 = False   # True: let cuDNN run the relaxation's and the contrast's float32 convolutions as TF32 (see below)
 
 @contextmanager
-def _ieee_convs():
+def ieee_convs():
     """cuDNN's float32 convolutions (and RNNs, so that torch's legacy flag stays readable) in IEEE float32 for the block,
     not TF32, unless `ALLOW_TF32`; the previous settings restored. On a CPU it changes nothing."""
     cudnn = torch.backends.cudnn
@@ -100,7 +100,7 @@ def _ieee_convs():
         finally:
             cudnn.allow_tf32 = old
 
-@_ieee_convs()
+@ieee_convs()
 def input_drive(model: EPCNN, xn: torch.Tensor) -> torch.Tensor:
     "The constant bottom-up drive of layer 1, P(w0 ⋆ x + b0)."
     return F.max_pool2d(model.convs[0](xn.contiguous(memory_format=torch.channels_last)), 2)
@@ -218,7 +218,7 @@ def get_solver(name: str):
     if name not in SOLVERS: raise KeyError(f"unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}")
     return SOLVERS[name]
 
-@_ieee_convs()
+@ieee_convs()
 def _run(net: _Net, drive, s, T: int, groups, nudge, tol, check_every: int):
     "The relaxation loop on the convolutions of `net`: up to `T` steps; returns (state, RelaxStats)."
     beta, y = nudge if nudge is not None else (0., None)
@@ -253,7 +253,7 @@ def relax_around(model: EPCNN, s: list[torch.Tensor], T: int, nudge: tuple, driv
     return _run(_DeltaNet(model, s, dtype), drive, s, T, get_solver(solver)(len(s)), nudge, tol, check_every)
 
 # %% ../nbs/02_ep.ipynb #e312cb6b
-@_ieee_convs()
+@ieee_convs()
 def _contrast(model: EPCNN, xn, s_a, s_b) -> list[tuple[torch.Tensor, torch.Tensor]]:
     "∂Φ/∂(w_k, b_k)(s_a) − ∂Φ/∂(w_k, b_k)(s_b) for every conv, summed over the batch."
     out, net = [], _Net(model)

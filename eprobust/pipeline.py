@@ -99,11 +99,11 @@ def _absolute_data_env():
 
 def _fan_out(name: str, params: dict, cluster) -> Path:
     "Run stage `name` as cluster jobs (`10_cluster`); returns the folder of its jobs' logs and reports."
-    from eprobust.cluster import fan_out
+    from eprobust.cluster import fan_out, jobs_folder
     keys = ('preset', 'seeds', 'models', 'dataset', 'data_root', 'out_dir', 'cache_dir', 'device')
     args = StageArgs(**{k: params.get(k) for k in keys if params.get(k) is not None})
     reports = fan_out(name, args, cluster)
-    folder = get_paths(args.out_dir, args.cache_dir).runs / args.preset / 'jobs' / name / args.dataset
+    folder = jobs_folder(args, name)
     rows, busy = sum(r['rows'] for r in reports), sum(r['end'] - r['start'] for r in reports)
     print(f'[eprobust] stage {name}: {len(reports)} jobs, {rows} new rows, {busy / 60:.1f} job-minutes (logs: {folder})', flush=True)
     return folder

@@ -20,7 +20,7 @@ from .core import (Preset, Paths, TrainConfig, ViTConfig, get_preset, config_has
                            save_checkpoint, load_checkpoint, append_rows, read_table, lookup, parse_list, fingerprint,
                            rows_of, default_preset)
 from .data import Normalize, get_dataset_info, load_cifar, batches
-from .ep import EPCNN, ep_gradients, accuracy_per_step
+from .ep import EPCNN, ep_gradients, accuracy_per_step, ieee_convs
 import torchattacks
 from torchvision.models import VisionTransformer
 from torchvision.transforms import v2 as T
@@ -92,7 +92,8 @@ def bptt_step(model, xb, yb, cfg, gen=None):
     with, `T_free` steps of its solver from zero, by autograd through the explicit update."""
     logits = model(xb)                 # `relax` under autograd: every step's ops are recorded
     loss = F.cross_entropy(logits, yb)
-    loss.backward()
+    with ieee_convs():                 # its backward convolutions in IEEE float32 too, as EP's (no TF32 on GPUs): the two
+        loss.backward()                # learning rules then differ in nothing else
     return loss.detach(), logits.detach()
 
 def adv_step(model, xb, yb, cfg, gen=None):
