@@ -208,34 +208,42 @@ def _slots(c: Cluster, n_jobs: int) -> tuple[int, int | None, int]:
     parallel = c.parallel or max(gpus, 1)
     return parallel, c.threads or max(1, (os.cpu_count() or 1) // parallel), gpus
 
+def _array(ex, jobs: list[Job], parallel: int, threads) -> dict:
+    "SLURM: a whole wave as one job array, the queue running `parallel` at once; {handle: (job, slot None)}."
+    ex.update_parameters(slurm_array_parallelism=parallel)
+    with ex.batch():
+        handles = [ex.submit(JobRunner(), j, threads) for j in jobs]
+    return {h: (j, None) for h, j in zip(handles, jobs)}
+
+def _ended(running: dict, free: list, reports: list, failed: list) -> int:
+    "Move the jobs of `running` that have ended into `reports` (or `failed`) and free their slots; how many ended."
+    ended = [h for h in running if h.done()]
+    for h in ended:
+        job, slot = running.pop(h)
+        free.append(slot)
+        try:
+            reports.append(h.result())
+        except Exception as e:      # the job's own error, raised again here by submitit
+            failed.append(_failure(job, h, e))
+    return len(ended)
+
 def run_jobs(jobs: list[Job], c: Cluster, folder: Path, desc: str = 'jobs', progress: bool = True) -> list[dict]:
     """Run independent `jobs` through submitit (at most `c.parallel` at once) and wait for all; their reports, in order of ending.
     Raises `JobsFailed` once every job has ended if any failed; an interrupt cancels those still running."""
     ex = make_executor(c, folder)
     parallel, threads, gpus = _slots(c, len(jobs))
-    todo, running, reports, failed = list(jobs), {}, [], []
-    free = list(range(parallel))
-    if c.executor == 'slurm':       # one job array per wave; the queue runs them, `slurm_array_parallelism` at once
-        ex.update_parameters(slurm_array_parallelism=parallel)
-        with ex.batch():
-            handles = [ex.submit(JobRunner(), j, threads) for j in todo]
-        running, todo = {h: (j, None) for h, j in zip(handles, todo)}, []
+    todo, free, reports, failed = list(jobs), list(range(parallel)), [], []
+    running = _array(ex, todo, parallel, threads) if c.executor == 'slurm' else {}
+    todo = [] if running else todo
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
     try:
         while todo or running:
-            while todo and free:
+            while todo and free:         # local: start jobs while there are free slots, each slot its GPU
                 slot, job = free.pop(0), todo.pop(0)
                 if gpus:
                     ex.update_parameters(visible_gpus=[slot % gpus], gpus_per_node=1)
                 running[ex.submit(JobRunner(), job, threads)] = (job, slot)
-            for h in [h for h in running if h.done()]:
-                job, slot = running.pop(h)
-                free.append(slot)
-                try:
-                    reports.append(h.result())
-                except Exception as e:      # the job's own error, raised again here by submitit
-                    failed.append(_failure(job, h, e))
-                bar.update()
+            bar.update(_ended(running, free, reports, failed))
             time.sleep(c.poll if running else 0)
     except BaseException:
         for h in running:
