@@ -28,7 +28,7 @@ from eprobust.ep import EPCNN, relax, ep_gradients
 from eprobust.data import augment
 import eprobust.ep as ep_mod
 from eprobust.attacks import AttackSpec, attack_model
-from eprobust.train import build_model, make_optimizer, train_epoch, evaluate
+from eprobust.train import build_model, make_optimizer, train_epoch, training_data, evaluate
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ep import autograd_step, max_diff
 from timing import cpu_flags
@@ -164,6 +164,7 @@ def section_d(device, quick, args):
     train, test, what = _data(args, device, k * cfg.batch_size, 100 if quick else 1000)
     opt = make_optimizer(m, cfg)
     stop = lambda why: RuntimeError(why)
+    train = training_data(cfg, train, device)     # on the device once per run, as train_model does
     sync(device); t0 = time.perf_counter()
     stats = train_epoch(m, opt, cfg, train, torch.Generator().manual_seed(0), device, 0, None, stop)
     sync(device); per = (time.perf_counter() - t0) / k

@@ -506,4 +506,5 @@ d = { 'settings': { 'branch': 'main',
                                 'eprobust.train.teacher_labels': ('train.html#teacher_labels', 'eprobust/train.py'),
                                 'eprobust.train.train_epoch': ('train.html#train_epoch', 'eprobust/train.py'),
                                 'eprobust.train.train_model': ('train.html#train_model', 'eprobust/train.py'),
-                                'eprobust.train.train_stage': ('train.html#train_stage', 'eprobust/train.py')}}}
+                                'eprobust.train.train_stage': ('train.html#train_stage', 'eprobust/train.py'),
+                                'eprobust.train.training_data': ('train.html#training_data', 'eprobust/train.py')}}}

@@ -83,9 +83,11 @@ def student_job(args: StageArgs):
 def attack_jobs(args: StageArgs, specs: list[AttackSpec] | None = None, stage: str = 'attacks') -> list[list[Job]]:
     "One job per attack unit of `specs` (default: the preset's attack plan), after a wave that trains the students transfers need."
     names, specs = set(stage_configs(args.preset, args.models, args.dataset)), attack_plan(args.preset) if specs is None else specs
-    students, units = {}, []
+    students, units, built = {}, [], {}
     for name, cfg, seed in _models_seeds(args):
-        model = build_model(cfg)      # untrained: its kind and T1 decide its units
+        if name not in built:
+            built[name] = build_model(cfg)     # untrained, once per model: its kind and T1 decide its units
+        model = built[name]
         for spec in specs:
             if spec.ep_only and not isinstance(model, EPCNN):
                 continue

@@ -30,8 +30,8 @@ __all__ = ['MODELS', 'KEEP_STEPS', 'STUDENT_CONFIG', 'TRAIN_KEYS', 'BPCNN', 'Mod
            'build_ep_cnn', 'ep_step', 'bptt_step', 'adv_step', 'build_vit', 'get_model_spec', 'build_model',
            'layer_groups', 'make_optimizer', 'make_scheduler', 'default_device', 'predict', 'evaluate',
            'TrainingDiverged', 'TrainResult', 'model_key', 'epochs_dir', 'epoch_checkpoints', 'checkpoint_path',
-           'train_epoch', 'train_model', 'parse_seeds', 'parse_names', 'for_dataset', 'stage_configs', 'StageArgs',
-           'Stage', 'open_stage', 'teacher_labels', 'distilled_student', 'train_stage']
+           'training_data', 'train_epoch', 'train_model', 'parse_seeds', 'parse_names', 'for_dataset', 'stage_configs',
+           'StageArgs', 'Stage', 'open_stage', 'teacher_labels', 'distilled_student', 'train_stage']
 
 # %% ../nbs/03_train.ipynb #e2d7870a
 class BPCNN(nn.Module):
@@ -210,6 +210,16 @@ def _diverged(what: str, path: Path, done_epochs: int) -> TrainingDiverged:
     kept = f"the last good checkpoint ({path}, epoch {done_epochs}) is kept" if done_epochs else "no checkpoint was written"
     return TrainingDiverged(f"{what}; {kept}")
 
+def training_data(cfg: TrainConfig, data: tuple, device) -> tuple:
+    """The (first `cfg.n_train`) training images and labels, on `device` unless it is the CPU or AutoAugment needs them there
+    (uint8: 150 MB for CIFAR, moved once per run): batches are then cut and augmented there, the draws as on the CPU."""
+    x, y = data
+    if cfg.n_train is not None:
+        x, y = x[:cfg.n_train], y[:cfg.n_train]
+    if not cfg.autoaugment and torch.device(device).type != 'cpu':
+        x, y = x.to(device), y.to(device)
+    return x, y
+
 def train_epoch(model, opt, cfg: TrainConfig, data, gen, device, epoch: int, desc: str | None, on_nonfinite, after_batch=None) -> dict:
     """One pass (0-based `epoch`) over the shuffled, augmented training set `data` = (x, y); returns mean loss and accuracy.
     `desc`: the progress bar's label (None: no bar); `after_batch(b, n_batches)` runs after each optimizer step."""
@@ -220,8 +230,6 @@ def train_epoch(model, opt, cfg: TrainConfig, data, gen, device, epoch: int, des
     if cfg.autoaugment:   # torchvision's AutoAugment draws from the global RNG: seed it from this epoch's generator
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
         policy = T.AutoAugment(T.AutoAugmentPolicy.CIFAR10)
-    if policy is None and torch.device(device).type != 'cpu':   # the training set on the device once (uint8, 150 MB for CIFAR):
-        x, y = x.to(device), y.to(device)                       # batches are cut and augmented there, the draws as on the CPU
     bar = tqdm(batches(x, y, cfg.batch_size, shuffle=True, gen=gen, aug=cfg.augment, policy=policy, pad_mode=cfg.pad_mode or 'edge'), total=math.ceil(len(x) / cfg.batch_size),
                desc=desc, disable=desc is None, leave=False, mininterval=5)
     for b, (xb, yb) in enumerate(bar):
@@ -261,7 +269,7 @@ def train_model(cfg: TrainConfig, seed: int, train_data, test_data, cache: Path 
     def keep_step(b, n_batches):   # the KEEP_STEPS points inside the first epoch
         if b + 1 in KEEP_STEPS and b + 1 < n_batches:
             _keep(path, dict(key=key, seed=seed, data=data, config=asdict(cfg), model=model.state_dict()), (b + 1) / n_batches)
-    if cfg.n_train is not None: x, y = x[:cfg.n_train], y[:cfg.n_train]
+    x, y = training_data(cfg, (x, y), device)
     for epoch in range(start, cfg.epochs):
         t0, gen = time.time(), torch.Generator().manual_seed(derive_seed(seed, epoch))
         name = f'{cfg.model} seed {seed}'
